@@ -1,0 +1,93 @@
+// Event dispatch cost inside the binary, with the services faked (no I/O): parsing, validation,
+// state bookkeeping and response building per event.
+#include <benchmark/benchmark.h>
+#include <spdlog/spdlog.h>
+
+#include "rstasker/common/error.hpp"
+#include "rstasker/tasker/tasker.hpp"
+#include "support/fakes.hpp"
+
+namespace {
+
+using rstasker::Deadline;
+using rstasker::Json;
+using namespace rstasker::tasker;
+using namespace rstasker::testing;
+
+struct Bench {
+  std::shared_ptr<FakeRedshiftData> redshift = std::make_shared<FakeRedshiftData>();
+  std::shared_ptr<MemoryStateTable> state = std::make_shared<MemoryStateTable>();
+  std::shared_ptr<FakeStepFunctions> sfn = std::make_shared<FakeStepFunctions>();
+  std::shared_ptr<FakeCfnResponder> cfn = std::make_shared<FakeCfnResponder>();
+  Tasker tasker{config(), Dependencies{redshift, state, sfn, cfn}};
+  rstasker::aws::CallContext context{Deadline::after(std::chrono::hours(1)), {}};
+
+  static Config config() {
+    Config c;
+    c.target = {"cluster", "", "dev", "admin", ""};
+    c.table_name = "state";
+    c.region = "us-east-1";
+    return c;
+  }
+};
+
+const std::string kExecute =
+    R"({"action":"executeStatement","sqlStatement":"call sp_my_proc(4);",)"
+    R"("executionArn":"arn:aws:states:eu-west-1:012345678910:execution:MachineName:fb69bfdf",)"
+    R"("taskToken":"AAAAKgAAAAIAAAAAAAAAAUMsn4ME1wlWClf+m0JU="})";
+
+void BM_ExecuteStatementCallback(benchmark::State& state) {
+  Bench b;
+  for (auto _ : state) benchmark::DoNotOptimize(b.tasker.handle_payload(kExecute, b.context));
+}
+BENCHMARK(BM_ExecuteStatementCallback);
+
+void BM_InvalidEventRefused(benchmark::State& state) {
+  Bench b;
+  const std::string invalid = R"({"action":"describeStatement","statementId":"LATEST"})";
+  for (auto _ : state) {
+    try {
+      b.tasker.handle_payload(invalid, b.context);
+    } catch (const rstasker::Error& e) {
+      benchmark::DoNotOptimize(e.name());
+    }
+  }
+}
+BENCHMARK(BM_InvalidEventRefused);
+
+// A 10-record completion batch: parse, claim, call back, finish (services are in memory).
+void BM_CompletionBatchOf10(benchmark::State& state) {
+  Bench b;
+  int token = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    Json records = Json::array();
+    for (int i = 0; i < 10; ++i) {
+      Json event = Json::parse(kExecute);
+      event["taskToken"] = "token-" + std::to_string(++token);
+      Json out = b.tasker.handle(event, b.context);
+      Json body = {{"source", "aws.redshift-data"},
+                   {"detail-type", "Redshift Data Statement Status Change"},
+                   {"detail",
+                    {{"statementName", out["StatementName"]},
+                     {"statementId", out["Id"]},
+                     {"state", "FINISHED"}}}};
+      records.push_back(
+          {{"messageId", std::to_string(i)}, {"eventSource", "aws:sqs"}, {"body", body.dump()}});
+    }
+    std::string payload = Json{{"Records", records}}.dump();
+    state.ResumeTiming();
+    benchmark::DoNotOptimize(b.tasker.handle_payload(payload, b.context));
+  }
+}
+BENCHMARK(BM_CompletionBatchOf10)->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  spdlog::set_level(spdlog::level::off);  // measure the work, not the console
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

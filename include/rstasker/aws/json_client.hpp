@@ -1,0 +1,79 @@
+// A client for AWS's JSON protocols (JSON 1.0 / 1.1 with X-Amz-Target): signing, error parsing,
+// and retries with capped exponential backoff and full jitter, bounded by the call's deadline.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "rstasker/aws/credentials.hpp"
+#include "rstasker/aws/endpoints.hpp"
+#include "rstasker/aws/http.hpp"
+#include "rstasker/aws/sigv4.hpp"
+#include "rstasker/common/error.hpp"
+#include "rstasker/common/json.hpp"
+
+namespace rstasker::aws {
+
+// Per-call context: when the work must end and the X-Ray trace to forward.
+struct CallContext {
+  Deadline deadline = Deadline::none();
+  std::string trace_id;  // forwarded as X-Amzn-Trace-Id when non-empty
+};
+
+struct JsonProtocol {
+  std::string_view target_prefix;  // X-Amz-Target: <prefix>.<Operation>
+  std::string_view content_type;  // application/x-amz-json-1.0 or -1.1
+};
+
+namespace protocol {
+inline constexpr JsonProtocol kRedshiftData{"RedshiftData", "application/x-amz-json-1.1"};
+inline constexpr JsonProtocol kDynamoDb{"DynamoDB_20120810", "application/x-amz-json-1.0"};
+inline constexpr JsonProtocol kStepFunctions{"AWSStepFunctions", "application/x-amz-json-1.0"};
+inline constexpr JsonProtocol kEventBridge{"AWSEvents", "application/x-amz-json-1.1"};
+inline constexpr JsonProtocol kSqs{"AmazonSQS", "application/x-amz-json-1.0"};
+}  // namespace protocol
+
+struct RetryPolicy {
+  int max_attempts = 6;  // including the first
+  std::chrono::milliseconds base_delay{50};
+  std::chrono::milliseconds max_delay{5000};
+};
+
+// Delay before retry number `retry` (1 for the first retry): uniform in [0, min(max, base*2^(retry-1))].
+std::chrono::milliseconds backoff_delay(const RetryPolicy& policy, int retry);
+
+// Whether AWS-FACTS.md says to retry: HTTP 500/502/503/504 or a throttling error name.
+bool is_retryable(std::string_view error_name, long http_status);
+
+// Turns a non-2xx response into an Error: the name from the JSON body's `__type` (after the last
+// '#', before any ':'), else the x-amzn-ErrorType header, else an XML <Code> (moto's auth layer),
+// else "HttpError<status>"; the message from `message`/`Message` (JSON or XML).
+Error error_from_response(const HttpResponse& response);
+
+class JsonClient {
+ public:
+  JsonClient(JsonProtocol protocol, Endpoint endpoint, Credentials credentials,
+             std::shared_ptr<HttpTransport> transport, RetryPolicy retry = {});
+
+  // Calls `operation` with `request` as the body and returns the parsed response (an object; `{}`
+  // for an empty body). Retryable failures are retried within `context.deadline`; the last error
+  // is thrown when attempts or time run out. Non-retryable service errors are thrown at once.
+  Json call(std::string_view operation, const Json& request, const CallContext& context) const;
+
+  const Endpoint& endpoint() const { return endpoint_; }
+
+ private:
+  HttpResponse send_once(std::string_view operation, const std::string& body,
+                         const CallContext& context) const;
+
+  JsonProtocol protocol_;
+  Endpoint endpoint_;
+  Credentials credentials_;
+  std::shared_ptr<HttpTransport> transport_;
+  RetryPolicy retry_;
+  Signer signer_;
+};
+
+}  // namespace rstasker::aws

@@ -1,0 +1,39 @@
+// A point in time by which work must be finished (the Lambda invocation deadline).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+
+namespace rstasker {
+
+class Deadline {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // No deadline: remaining() is effectively unbounded.
+  static Deadline none();
+  // `duration` from now.
+  static Deadline after(std::chrono::milliseconds duration);
+  // From Lambda's `Lambda-Runtime-Deadline-Ms` (milliseconds since the Unix epoch).
+  static Deadline from_epoch_ms(std::int64_t epoch_ms);
+
+  // Time left, never negative.
+  std::chrono::milliseconds remaining() const;
+  bool expired() const { return remaining().count() == 0; }
+  bool unbounded() const { return at_ == Clock::time_point::max(); }
+  // Milliseconds since the Unix epoch at which this deadline passes (for leases stored in
+  // DynamoDB); an unbounded deadline gives now + 15 minutes (Lambda's longest invocation).
+  std::int64_t epoch_ms() const;
+  // The earlier of this deadline and `duration` from now.
+  Deadline capped(std::chrono::milliseconds duration) const;
+
+ private:
+  explicit Deadline(Clock::time_point at) : at_(at) {}
+  Clock::time_point at_;
+};
+
+// Wall-clock helpers (UTC).
+std::int64_t now_epoch_ms();
+std::int64_t now_epoch_seconds();
+
+}  // namespace rstasker

@@ -1,0 +1,26 @@
+// JSON at the edges: bounded parsing of untrusted text and serialisation that never throws on
+// bad UTF-8. The project uses nlohmann::json directly everywhere else.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+
+namespace rstasker {
+
+using Json = nlohmann::json;
+
+// Deepest nesting accepted from untrusted input; deeper documents are refused, not recursed into.
+inline constexpr int kMaxJsonDepth = 64;
+
+// Parses `text` as one JSON document. Rejects syntax errors, invalid UTF-8 and nesting deeper than
+// kMaxJsonDepth by throwing Error(`error_name`, "<what> is not valid JSON: <reason>").
+Json parse_json(std::string_view text, std::string_view what, std::string_view error_name);
+
+// Compact serialisation; invalid UTF-8 in strings is replaced by U+FFFD rather than throwing.
+std::string dump_json(const Json& value);
+
+// The JSON type name of `value` as a user would say it ("string", "number", "object", ...).
+std::string_view json_type_name(const Json& value);
+
+}  // namespace rstasker

@@ -1,0 +1,80 @@
+// Typed client for the Redshift Data API: requests are typed, responses are the API's own JSON
+// (callers return them to users as they are), with typed views where the domain needs them.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "rstasker/aws/json_client.hpp"
+#include "rstasker/common/json.hpp"
+
+namespace rstasker::services {
+
+// Where SQL runs and as whom. Exactly one of cluster_identifier / workgroup_name is set; with a
+// cluster, exactly one of db_user / secret_arn (a workgroup may use neither: IAM identity).
+struct RedshiftTarget {
+  std::string cluster_identifier;
+  std::string workgroup_name;
+  std::string database;
+  std::string db_user;
+  std::string secret_arn;
+
+  bool operator==(const RedshiftTarget&) const = default;
+};
+
+struct SqlParameter {
+  std::string name;
+  std::string value;
+};
+
+struct ExecuteRequest {
+  RedshiftTarget target;
+  // One statement → ExecuteStatement; several → BatchExecuteStatement (one transaction).
+  std::vector<std::string> sqls;
+  std::vector<SqlParameter> parameters;  // ExecuteStatement only
+  std::string statement_name;  // empty: none
+  bool with_event = false;
+  std::string client_token;  // empty: none
+};
+
+struct ListStatementsRequest {
+  std::string statement_name;  // case-sensitive prefix; empty: any
+  std::string status = "ALL";
+  int max_results = 100;
+  std::string next_token;
+};
+
+// Data API limits the service enforces; checked locally for clearer messages.
+inline constexpr std::size_t kMaxSqlLength = 100000;
+inline constexpr std::size_t kMaxStatementNameLength = 500;
+inline constexpr std::size_t kMaxBatchStatements = 40;
+
+class RedshiftData {
+ public:
+  virtual ~RedshiftData() = default;
+  // ExecuteStatement or BatchExecuteStatement (by request.sqls.size()). Returns the API response
+  // (`Id`, `CreatedAt`, the target echo, ...).
+  virtual Json execute(const ExecuteRequest& request, const aws::CallContext& context) = 0;
+  virtual Json describe_statement(const std::string& id, const aws::CallContext& context) = 0;
+  virtual Json cancel_statement(const std::string& id, const aws::CallContext& context) = 0;
+  // `next_token` empty: the first page.
+  virtual Json get_statement_result(const std::string& id, const std::string& next_token,
+                                    const aws::CallContext& context) = 0;
+  virtual Json list_statements(const ListStatementsRequest& request,
+                               const aws::CallContext& context) = 0;
+};
+
+std::unique_ptr<RedshiftData> make_redshift_data(std::shared_ptr<const aws::JsonClient> client);
+
+// The request body the client sends for `request` (exposed for tests and tasker-local).
+Json execute_request_body(const ExecuteRequest& request);
+
+// Statement statuses of DescribeStatement / ListStatements and completion events.
+enum class StatementStatus { kSubmitted, kPicked, kStarted, kFinished, kFailed, kAborted, kUnknown };
+StatementStatus parse_statement_status(std::string_view status);
+std::string_view to_string(StatementStatus status);
+bool is_terminal(StatementStatus status);
+
+}  // namespace rstasker::services

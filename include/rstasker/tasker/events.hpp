@@ -1,0 +1,71 @@
+// What arrives at the function: recognising an event's shape, and parsing action events (the
+// seed's Step Functions API) into checked requests. Nothing here touches the network.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "rstasker/common/json.hpp"
+#include "rstasker/services/redshift_data.hpp"
+
+namespace rstasker::tasker {
+
+enum class EventShape {
+  kAction,  // {"action": ...} or {"sqlStatement": ...}
+  kSqsBatch,  // {"Records": [{"eventSource": "aws:sqs", ...}]}
+  kCloudFormation,  // {"RequestType": ..., "ResponseURL": ..., ...}
+};
+
+// Decides what `event` is, by its shape. Throws InvalidRequest when it is none of them.
+EventShape classify_event(const Json& event);
+
+enum class ActionKind {
+  kExecuteStatement,
+  kExecuteSingletonStatement,
+  kDescribeStatement,
+  kCancelStatement,
+  kGetStatementResult,
+  kReconcile,
+  kQueryRunnerStep,  // the query-runner state machine's step; its fields are checked by QueryRunner
+};
+std::string_view action_name(ActionKind kind);
+
+// Per-call target fields; each replaces the configured default when present.
+struct TargetOverride {
+  std::optional<std::string> cluster_identifier;
+  std::optional<std::string> workgroup_name;
+  std::optional<std::string> database;
+  std::optional<std::string> db_user;
+  std::optional<std::string> secret_arn;
+};
+
+// `defaults` with `override` applied. Naming a cluster drops the default workgroup and vice versa;
+// naming a user drops the default secret and vice versa.
+services::RedshiftTarget apply_override(const services::RedshiftTarget& defaults,
+                                        const TargetOverride& override);
+
+// The statement id that means "the newest statement this execution started".
+inline constexpr std::string_view kLatest = "LATEST";
+
+struct ActionRequest {
+  ActionKind kind = ActionKind::kExecuteStatement;
+  std::vector<std::string> sqls;  // sqlStatement (one) or sqlStatements (a batch)
+  bool batch = false;  // came as sqlStatements
+  std::vector<services::SqlParameter> parameters;
+  std::string statement_id;  // a Data API id, or kLatest
+  std::string next_token;
+  std::string execution_arn;
+  std::string task_token;
+  TargetOverride target;
+  std::optional<std::int64_t> older_than_seconds;  // reconcile; absent: the configured threshold
+};
+
+// Parses and checks an action event. Throws InvalidRequest naming the field and the problem:
+// unknown or mis-cased actions and fields, wrong JSON types, missing or conflicting fields,
+// LATEST or taskToken without executionArn, and anything the Data API would refuse anyway
+// (empty or over-long SQL, too many batch statements, over-long statement names).
+ActionRequest parse_action(const Json& event);
+
+}  // namespace rstasker::tasker

@@ -1,0 +1,62 @@
+// Starting SQL: records who waits, takes the singleton lock when asked, starts the statement with
+// a completion event, and leaves nothing half-done when a step fails. Shared by action events,
+// CloudFormation custom resources and the query runner.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "rstasker/services/redshift_data.hpp"
+#include "rstasker/tasker/config.hpp"
+#include "rstasker/tasker/state_table.hpp"
+
+namespace rstasker::tasker {
+
+struct StartRequest {
+  std::string caller_id;  // the state table partition (an execution ARN); "" → a generated id
+  services::RedshiftTarget target;
+  std::vector<std::string> sqls;  // several: one transaction (BatchExecuteStatement)
+  std::vector<services::SqlParameter> parameters;
+  Waiter waiter;
+  bool singleton = false;  // refuse (ConcurrentExecution) while the same SQL runs on the target
+  // The caller id names one statement (e.g. a CloudFormation request): a repeated start, as a
+  // retried invocation makes, resumes the earlier attempt instead of running the SQL twice.
+  bool resume = false;
+};
+
+struct StartResult {
+  StatementKey key;
+  Json response;  // the Data API's ExecuteStatement / BatchExecuteStatement response
+};
+
+class Launcher {
+ public:
+  Launcher(const Config& config, std::shared_ptr<services::RedshiftData> redshift,
+           std::shared_ptr<StateTable> state);
+
+  // Starts the statement. Throws ConcurrentExecution when a singleton's SQL is already running,
+  // the Data API's error when it refuses the statement (the record is then marked START_FAILED
+  // and any lock released), and state table errors before anything started.
+  StartResult start(const StartRequest& request, const aws::CallContext& context);
+
+  // The singleton lock key for this SQL on this target.
+  static std::string lock_key(const services::RedshiftTarget& target,
+                              const std::vector<std::string>& sqls);
+
+ private:
+  StartResult resume(const StatementRecord& earlier, const StartRequest& request,
+                     const aws::CallContext& context);
+  Json execute(const StatementKey& key, const StartRequest& request, bool with_event,
+               const aws::CallContext& context);
+  void acquire_singleton(const std::string& lock_key, const std::string& holder,
+                         const aws::CallContext& context);
+  void release_quietly(const std::string& lock_key, const std::string& holder,
+                       const aws::CallContext& context);
+
+  const Config& config_;
+  std::shared_ptr<services::RedshiftData> redshift_;
+  std::shared_ptr<StateTable> state_;
+};
+
+}  // namespace rstasker::tasker

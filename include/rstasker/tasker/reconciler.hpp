@@ -1,0 +1,43 @@
+// Reconcile: EventBridge delivers completion events on a best-effort basis, so a scheduled
+// `{"action":"reconcile"}` looks at statements waiting longer than a threshold (the sparse index,
+// not a scan) and finishes the terminal ones exactly as their completion event would have.
+#pragma once
+
+#include <chrono>
+#include <memory>
+
+#include "rstasker/aws/json_client.hpp"
+#include "rstasker/services/redshift_data.hpp"
+#include "rstasker/tasker/completions.hpp"
+#include "rstasker/tasker/state_table.hpp"
+
+namespace rstasker::tasker {
+
+struct ReconcileOptions {
+  std::size_t max_records = 200;  // per run; the next run continues
+  std::chrono::milliseconds min_time_left{5000};  // stop examining when less remains
+  std::string region;  // for the events it builds
+};
+
+class Reconciler {
+ public:
+  Reconciler(std::shared_ptr<StateTable> state, std::shared_ptr<services::RedshiftData> redshift,
+             Completions& completions, ReconcileOptions options);
+
+  // Examines records waiting since before now - `older_than`. Returns counts:
+  // {"examined", "completed", "stillRunning", "neverStarted", "alreadyDone", "retryLater",
+  //  "more": whether records were left for the next run}.
+  Json run(std::chrono::seconds older_than, const aws::CallContext& context);
+
+  // The completion event a statement would have produced, from its DescribeStatement response.
+  static Json synthesize_event(const Json& described, const std::string& statement_name,
+                               const std::string& region);
+
+ private:
+  std::shared_ptr<StateTable> state_;
+  std::shared_ptr<services::RedshiftData> redshift_;
+  Completions& completions_;
+  ReconcileOptions options_;
+};
+
+}  // namespace rstasker::tasker

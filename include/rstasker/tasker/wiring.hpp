@@ -1,0 +1,17 @@
+// Builds the production tasker: configuration from the environment, real AWS clients.
+#pragma once
+
+#include <memory>
+
+#include "rstasker/aws/credentials.hpp"
+#include "rstasker/aws/http.hpp"
+#include "rstasker/tasker/tasker.hpp"
+
+namespace rstasker::tasker {
+
+// Reads the configuration and builds every client (no network traffic). Throws
+// ConfigurationError when the environment is incomplete or wrong.
+std::unique_ptr<Tasker> make_tasker(const aws::EnvLookup& env,
+                                    std::shared_ptr<aws::HttpTransport> transport);
+
+}  // namespace rstasker::tasker

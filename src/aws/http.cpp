@@ -1,0 +1,286 @@
+// The libcurl transport: a pool of easy handles per origin, so connections are kept and reused
+// for as long as the process (the Lambda sandbox) lives.
+#include "rstasker/aws/http.hpp"
+
+#include <curl/curl.h>
+#include <spdlog/spdlog.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+
+#include "rstasker/common/error.hpp"
+
+namespace rstasker::aws {
+
+namespace {
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
+}
+
+bool file_exists(const char* path) {
+  struct stat st{};
+  return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+// Idle connections kept per origin; more concurrent requests than this still work, the extra
+// handles are just closed when returned.
+constexpr std::size_t kMaxIdlePerOrigin = 16;
+
+struct CurlDeleter {
+  void operator()(CURL* handle) const { curl_easy_cleanup(handle); }
+};
+using CurlHandle = std::unique_ptr<CURL, CurlDeleter>;
+
+struct HeaderListDeleter {
+  void operator()(curl_slist* list) const { curl_slist_free_all(list); }
+};
+using HeaderList = std::unique_ptr<curl_slist, HeaderListDeleter>;
+
+struct Exchange {
+  HttpResponse* response;
+  std::size_t max_bytes;
+  bool too_large = false;
+};
+
+std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user) {
+  auto* exchange = static_cast<Exchange*>(user);
+  std::size_t n = size * count;
+  if (exchange->response->body.size() + n > exchange->max_bytes) {
+    exchange->too_large = true;
+    return 0;  // aborts the transfer with CURLE_WRITE_ERROR
+  }
+  exchange->response->body.append(data, n);
+  return n;
+}
+
+std::size_t on_header(char* data, std::size_t size, std::size_t count, void* user) {
+  auto* exchange = static_cast<Exchange*>(user);
+  std::size_t n = size * count;
+  std::string_view line(data, n);
+  if (line.starts_with("HTTP/")) {
+    exchange->response->headers.clear();  // a new response (after 100-continue or a redirect)
+    return n;
+  }
+  auto colon = line.find(':');
+  if (colon == std::string_view::npos) return n;
+  auto trim = [](std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == '\r' || s.back() == '\n' || s.back() == ' ')) {
+      s.remove_suffix(1);
+    }
+    return s;
+  };
+  exchange->response->headers.emplace_back(std::string(trim(line.substr(0, colon))),
+                                           std::string(trim(line.substr(colon + 1))));
+  return n;
+}
+
+class CurlTransport final : public HttpTransport {
+ public:
+  explicit CurlTransport(CurlOptions options) : options_(std::move(options)) {
+    if (options_.ca_bundle.empty()) options_.ca_bundle = default_ca_bundle();
+  }
+
+  HttpResponse send(const HttpRequest& request, const Deadline& deadline) override {
+    if (deadline.expired()) {
+      throw Error(error_names::kDeadlineExceeded,
+                  "no time left in the invocation to call " + origin_of(request.url));
+    }
+    std::string origin = origin_of(request.url);
+    CurlHandle handle = acquire(origin);
+    HttpResponse response;
+    Exchange exchange{&response, options_.max_response_bytes};
+    HeaderList headers = build_headers(request);
+    configure(handle.get(), request, headers.get(), exchange, deadline);
+
+    CURLcode code = curl_easy_perform(handle.get());
+    if (code != CURLE_OK) {
+      // A failed handle may hold a broken connection; do not return it to the pool.
+      if (exchange.too_large) {
+        throw Error(error_names::kNetworkError,
+                    "response from " + origin + " exceeds " +
+                        std::to_string(options_.max_response_bytes) + " bytes",
+                    0, false);
+      }
+      if (code == CURLE_OPERATION_TIMEDOUT && deadline.expired()) {
+        throw Error(error_names::kDeadlineExceeded,
+                    "the invocation's deadline passed while calling " + origin);
+      }
+      throw Error(error_names::kNetworkError,
+                  std::string("request to ") + origin + " failed: " + curl_easy_strerror(code),
+                  0, true);
+    }
+    curl_easy_getinfo(handle.get(), CURLINFO_RESPONSE_CODE, &response.status);
+    release(origin, std::move(handle));
+    return response;
+  }
+
+ private:
+  struct Pool {
+    std::mutex mutex;
+    std::vector<CurlHandle> idle;
+  };
+
+  static std::string origin_of(const std::string& url) {
+    UrlParts parts = split_url(url);
+    return parts.scheme + "://" + parts.authority;
+  }
+
+  Pool& pool_for(const std::string& origin) {
+    std::lock_guard lock(pools_mutex_);
+    auto& pool = pools_[origin];
+    if (!pool) pool = std::make_unique<Pool>();
+    return *pool;
+  }
+
+  CurlHandle acquire(const std::string& origin) {
+    Pool& pool = pool_for(origin);
+    {
+      std::lock_guard lock(pool.mutex);
+      if (!pool.idle.empty()) {
+        CurlHandle handle = std::move(pool.idle.back());
+        pool.idle.pop_back();
+        curl_easy_reset(handle.get());  // keeps the live connection, drops the options
+        return handle;
+      }
+    }
+    CurlHandle handle(curl_easy_init());
+    if (!handle) throw Error(error_names::kInternalError, "curl_easy_init failed");
+    return handle;
+  }
+
+  void release(const std::string& origin, CurlHandle handle) {
+    Pool& pool = pool_for(origin);
+    std::lock_guard lock(pool.mutex);
+    if (pool.idle.size() < kMaxIdlePerOrigin) pool.idle.push_back(std::move(handle));
+  }
+
+  static HeaderList build_headers(const HttpRequest& request) {
+    curl_slist* list = nullptr;
+    auto append = [&list](const std::string& line) {
+      curl_slist* next = curl_slist_append(list, line.c_str());
+      if (next == nullptr) {
+        curl_slist_free_all(list);
+        throw Error(error_names::kInternalError, "out of memory building request headers");
+      }
+      list = next;
+    };
+    bool has_content_type = false;
+    for (const auto& [name, value] : request.headers) {
+      // libcurl drops "Name:" and sends an empty header for "Name;".
+      append(value.empty() ? name + ";" : name + ": " + value);
+      if (iequals(name, "content-type")) has_content_type = true;
+    }
+    // libcurl would add "Expect: 100-continue" (a round trip) and a form content type.
+    append("Expect:");
+    if (!has_content_type && request.method != "GET") append("Content-Type:");
+    return HeaderList(list);
+  }
+
+  void configure(CURL* h, const HttpRequest& request, curl_slist* headers, Exchange& exchange,
+                 const Deadline& deadline) const {
+    curl_easy_setopt(h, CURLOPT_URL, request.url.c_str());
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &exchange);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, &on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, &exchange);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (!options_.ca_bundle.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, options_.ca_bundle.c_str());
+    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+                     static_cast<long>(options_.connect_timeout.count()));
+
+    long timeout_ms = static_cast<long>(options_.request_timeout.count());
+    if (!deadline.unbounded()) {
+      long left = static_cast<long>(std::max<std::int64_t>(deadline.remaining().count(), 1));
+      timeout_ms = timeout_ms == 0 ? left : std::min(timeout_ms, left);
+    }
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
+
+    if (request.method == "GET") {
+      curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+    } else {
+      if (request.method != "POST") {
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, request.method.c_str());
+      }
+      curl_easy_setopt(h, CURLOPT_POSTFIELDS, request.body.data());
+      curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+                       static_cast<curl_off_t>(request.body.size()));
+    }
+  }
+
+  CurlOptions options_;
+  std::mutex pools_mutex_;
+  std::map<std::string, std::unique_ptr<Pool>> pools_;
+};
+
+}  // namespace
+
+const std::string* HttpRequest::header(std::string_view name) const {
+  for (const auto& [key, value] : headers) {
+    if (iequals(key, name)) return &value;
+  }
+  return nullptr;
+}
+
+void HttpRequest::set_header(std::string_view name, std::string value) {
+  std::erase_if(headers, [name](const auto& h) { return iequals(h.first, name); });
+  headers.emplace_back(std::string(name), std::move(value));
+}
+
+std::string HttpResponse::header(std::string_view name) const {
+  for (const auto& [key, value] : headers) {
+    if (iequals(key, name)) return value;
+  }
+  return {};
+}
+
+std::string default_ca_bundle() {
+  if (const char* configured = std::getenv("AWS_CA_BUNDLE"); configured && *configured) {
+    return configured;
+  }
+  // Debian/Ubuntu, then Amazon Linux / RHEL (the Lambda provided.al2023 image).
+  for (const char* path :
+       {"/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"}) {
+    if (file_exists(path)) return path;
+  }
+  return {};
+}
+
+std::unique_ptr<HttpTransport> make_curl_transport(CurlOptions options) {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  return std::make_unique<CurlTransport>(std::move(options));
+}
+
+UrlParts split_url(std::string_view url) {
+  auto scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos || scheme_end == 0) {
+    throw Error(error_names::kInternalError, "not an absolute URL: " + std::string(url));
+  }
+  UrlParts parts;
+  parts.scheme = std::string(url.substr(0, scheme_end));
+  std::string_view rest = url.substr(scheme_end + 3);
+  auto path_start = rest.find_first_of("/?");
+  parts.authority = std::string(rest.substr(0, path_start));
+  if (parts.authority.empty()) {
+    throw Error(error_names::kInternalError, "URL has no host: " + std::string(url));
+  }
+  std::string_view tail = path_start == std::string_view::npos ? "" : rest.substr(path_start);
+  auto query_start = tail.find('?');
+  parts.path = std::string(tail.substr(0, query_start));
+  if (parts.path.empty()) parts.path = "/";
+  if (query_start != std::string_view::npos) parts.query = std::string(tail.substr(query_start + 1));
+  return parts;
+}
+
+}  // namespace rstasker::aws

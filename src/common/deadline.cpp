@@ -1,0 +1,48 @@
+// Deadline arithmetic between the steady clock (for waiting) and the wall clock (for Lambda).
+#include "rstasker/common/deadline.hpp"
+
+#include <algorithm>
+
+namespace rstasker {
+
+namespace {
+constexpr std::chrono::minutes kLongestInvocation{15};
+}
+
+Deadline Deadline::none() { return Deadline(Clock::time_point::max()); }
+
+Deadline Deadline::after(std::chrono::milliseconds duration) {
+  return Deadline(Clock::now() + duration);
+}
+
+Deadline Deadline::from_epoch_ms(std::int64_t epoch_ms) {
+  return after(std::chrono::milliseconds(epoch_ms - now_epoch_ms()));
+}
+
+std::chrono::milliseconds Deadline::remaining() const {
+  if (unbounded()) return std::chrono::milliseconds::max();
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(at_ - Clock::now());
+  return std::max(left, std::chrono::milliseconds(0));
+}
+
+std::int64_t Deadline::epoch_ms() const {
+  if (unbounded()) {
+    return now_epoch_ms() + std::chrono::milliseconds(kLongestInvocation).count();
+  }
+  return now_epoch_ms() + remaining().count();
+}
+
+Deadline Deadline::capped(std::chrono::milliseconds duration) const {
+  auto other = Clock::now() + duration;
+  return Deadline(std::min(at_, other));
+}
+
+std::int64_t now_epoch_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::int64_t now_epoch_seconds() { return now_epoch_ms() / 1000; }
+
+}  // namespace rstasker

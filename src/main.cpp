@@ -1,0 +1,127 @@
+// redshift-tasker: argument parsing and wiring; the work happens in the modules.
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <sstream>
+#include <string>
+
+#include "rstasker/aws/credentials.hpp"
+#include "rstasker/aws/http.hpp"
+#include "rstasker/common/error.hpp"
+#include "rstasker/common/json.hpp"
+#include "rstasker/common/log.hpp"
+#include "rstasker/lambda/runtime.hpp"
+#include "rstasker/tasker/wiring.hpp"
+#include "rstasker/version.hpp"
+
+namespace {
+
+constexpr const char* kUsage = R"(redshift-tasker: run Amazon Redshift SQL for Step Functions and CloudFormation
+
+Usage:
+  redshift-tasker                  run as an AWS Lambda function (custom runtime; needs
+                                   AWS_LAMBDA_RUNTIME_API, which Lambda sets)
+  redshift-tasker invoke [FILE|-]  handle one event read from FILE or standard input, print the
+                                   response JSON and exit 0; on error print
+                                   {"errorType":...,"errorMessage":...} and exit 1
+  redshift-tasker --help           show this help
+  redshift-tasker --version        show the version
+
+Configuration comes from the environment, as in Lambda: CLUSTER_IDENTIFIER or WORKGROUP_NAME,
+DATABASE, DB_USER or SECRET_ARN, DDB_TABLE_NAME, TTL, LOG_LEVEL, AWS_REGION, AWS credentials,
+and AWS_ENDPOINT_URL[_<SERVICE>] to reach other endpoints (the local stack).
+)";
+
+// How long `invoke` may take: the longest a Lambda invocation may run.
+constexpr std::chrono::minutes kInvokeTimeout{15};
+
+int print_error(const std::string& type, const std::string& message) {
+  std::cout << rstasker::dump_json({{"errorType", type}, {"errorMessage", message}}) << '\n';
+  return 1;
+}
+
+int invoke(const char* path) {
+  std::string payload;
+  if (path == nullptr || std::string(path) == "-") {
+    payload.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  } else {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+      return print_error(std::string(rstasker::error_names::kInvalidRequest),
+                         std::string("cannot read event file ") + path);
+    }
+    std::ostringstream text;
+    text << in.rdbuf();
+    payload = text.str();
+  }
+  try {
+    auto tasker = rstasker::tasker::make_tasker(rstasker::aws::process_env(),
+                                                rstasker::aws::make_curl_transport());
+    rstasker::aws::CallContext context{rstasker::Deadline::after(kInvokeTimeout), {}};
+    std::cout << tasker->handle_payload(payload, context) << '\n';
+    return 0;
+  } catch (const rstasker::Error& e) {
+    return print_error(e.name(), e.message());
+  } catch (const std::exception& e) {
+    return print_error(std::string(rstasker::error_names::kInternalError), e.what());
+  }
+}
+
+int run_lambda(const char* runtime_api) {
+  rstasker::aws::CurlOptions long_poll;
+  long_poll.request_timeout = std::chrono::milliseconds(0);  // GET /next blocks until work arrives
+  rstasker::lambda::RuntimeClient client(runtime_api,
+                                         rstasker::aws::make_curl_transport(long_poll));
+  std::unique_ptr<rstasker::tasker::Tasker> tasker;
+  try {
+    tasker = rstasker::tasker::make_tasker(rstasker::aws::process_env(),
+                                           rstasker::aws::make_curl_transport());
+  } catch (const rstasker::Error& e) {
+    spdlog::critical("initialisation failed: {}: {}", e.name(), e.message());
+    client.post_init_error(e.name(), e.message());
+    return 1;
+  }
+  return rstasker::lambda::run(client, [&tasker](const rstasker::lambda::Invocation& invocation) {
+    rstasker::aws::CallContext context{invocation.deadline, invocation.trace_id};
+    return tasker->handle_payload(invocation.payload, context);
+  });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string problems;
+  rstasker::log::init(rstasker::log::settings_from_environment(&problems));
+  if (!problems.empty()) spdlog::warn("{}", problems);
+
+  std::string command = argc > 1 ? argv[1] : "";
+  if (command == "--help" || command == "-h" || command == "help") {
+    std::cout << kUsage;
+    return 0;
+  }
+  if (command == "--version") {
+    std::cout << "redshift-tasker " << rstasker::kVersion << '\n';
+    return 0;
+  }
+  if (command == "invoke") {
+    if (argc > 3) {
+      std::cerr << "invoke takes at most one argument (a file, or - for standard input)\n";
+      return 2;
+    }
+    return invoke(argc == 3 ? argv[2] : nullptr);
+  }
+  if (!command.empty()) {
+    std::cerr << "unknown command '" << command << "'\n\n" << kUsage;
+    return 2;
+  }
+  if (const char* runtime_api = std::getenv("AWS_LAMBDA_RUNTIME_API"); runtime_api && *runtime_api) {
+    return run_lambda(runtime_api);
+  }
+  std::cerr << "AWS_LAMBDA_RUNTIME_API is not set: this is not a Lambda environment.\n\n"
+            << kUsage;
+  return 2;
+}

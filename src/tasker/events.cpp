@@ -1,0 +1,423 @@
+// Event shapes and the checked parsing of action events.
+#include "rstasker/tasker/events.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <set>
+
+#include "rstasker/common/error.hpp"
+
+namespace rstasker::tasker {
+
+namespace {
+
+using services::kMaxBatchStatements;
+using services::kMaxSqlLength;
+
+constexpr std::size_t kInvocationIdLength = 17;  // "1793654066.123456"
+// The statement name is "<executionArn>:<invocationId>" and may not exceed the Data API limit.
+constexpr std::size_t kMaxExecutionArnLength =
+    services::kMaxStatementNameLength - 1 - kInvocationIdLength;
+constexpr std::size_t kMaxTaskTokenLength = 1024;
+constexpr std::size_t kMaxParameters = 100;
+
+struct ActionInfo {
+  std::string_view name;
+  ActionKind kind;
+};
+
+constexpr std::array<ActionInfo, 7> kActions = {{
+    {"executeStatement", ActionKind::kExecuteStatement},
+    {"executeSingletonStatement", ActionKind::kExecuteSingletonStatement},
+    {"describeStatement", ActionKind::kDescribeStatement},
+    {"cancelStatement", ActionKind::kCancelStatement},
+    {"getStatementResult", ActionKind::kGetStatementResult},
+    {"reconcile", ActionKind::kReconcile},
+    {"queryRunnerStep", ActionKind::kQueryRunnerStep},
+}};
+
+constexpr std::array<std::string_view, 9> kExecuteFields = {
+    "sqlStatement", "sqlStatements", "parameters", "taskToken", "clusterIdentifier",
+    "workgroupName", "database",     "dbUser",     "secretArn"};
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+std::size_t count_chars(std::string_view s) {
+  return static_cast<std::size_t>(
+      std::count_if(s.begin(), s.end(), [](char c) { return (c & 0xC0) != 0x80; }));
+}
+
+bool is_blank(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isspace(c); });
+}
+
+// The fields an action accepts (besides "action" and "executionArn").
+std::set<std::string_view> fields_of(ActionKind kind) {
+  switch (kind) {
+    case ActionKind::kExecuteStatement:
+    case ActionKind::kExecuteSingletonStatement:
+      return {kExecuteFields.begin(), kExecuteFields.end()};
+    case ActionKind::kDescribeStatement:
+    case ActionKind::kCancelStatement:
+      return {"statementId"};
+    case ActionKind::kGetStatementResult:
+      return {"statementId", "nextToken"};
+    case ActionKind::kReconcile:
+      return {"olderThanSeconds"};
+    case ActionKind::kQueryRunnerStep:
+      return {};  // QueryRunner checks its own fields
+  }
+  return {};
+}
+
+// Reads typed fields of one event, naming the field in every complaint.
+class Fields {
+ public:
+  explicit Fields(const Json& event) : event_(event) {}
+
+  const Json* find(std::string_view name) const {
+    auto it = event_.find(name);
+    return it == event_.end() ? nullptr : &*it;
+  }
+
+  std::optional<std::string> string(std::string_view name) const {
+    const Json* value = find(name);
+    if (value == nullptr) return std::nullopt;
+    if (!value->is_string()) {
+      throw invalid_request("field '" + std::string(name) + "' must be a string, not " +
+                            std::string(json_type_name(*value)));
+    }
+    return value->get<std::string>();
+  }
+
+  std::optional<std::string> non_empty_string(std::string_view name) const {
+    auto value = string(name);
+    if (value && value->empty()) {
+      throw invalid_request("field '" + std::string(name) + "' must not be empty");
+    }
+    return value;
+  }
+
+ private:
+  const Json& event_;
+};
+
+ActionKind parse_kind(const Json& event) {
+  auto it = event.find("action");
+  if (it == event.end()) {
+    if (event.contains("sqlStatement") || event.contains("sqlStatements")) {
+      return ActionKind::kExecuteStatement;  // the seed's default
+    }
+    throw invalid_request("the event has no 'action' (and no 'sqlStatement' to execute)");
+  }
+  if (!it->is_string()) {
+    throw invalid_request("field 'action' must be a string, not " +
+                          std::string(json_type_name(*it)));
+  }
+  const auto& name = it->get_ref<const std::string&>();
+  for (const auto& action : kActions) {
+    if (action.name == name) return action.kind;
+  }
+  std::string known;
+  for (const auto& action : kActions) {
+    if (lower(action.name) == lower(name)) {
+      throw invalid_request("unknown action '" + name + "'; did you mean '" +
+                            std::string(action.name) + "'? (actions are case-sensitive)");
+    }
+    known += (known.empty() ? "" : ", ") + std::string(action.name);
+  }
+  throw invalid_request("unknown action '" + name + "'; expected one of: " + known);
+}
+
+void check_fields_known(const Json& event, ActionKind kind) {
+  std::set<std::string_view> allowed = fields_of(kind);
+  allowed.insert("action");
+  allowed.insert("executionArn");
+  for (const auto& [key, value] : event.items()) {
+    if (allowed.contains(key)) continue;
+    for (std::string_view candidate : allowed) {
+      if (lower(candidate) == lower(key)) {
+        throw invalid_request("unknown field '" + key + "'; did you mean '" +
+                              std::string(candidate) + "'? (field names are case-sensitive)");
+      }
+    }
+    // A field another action uses: say so, it is the likelier mistake.
+    for (const auto& action : kActions) {
+      if (fields_of(action.kind).contains(key)) {
+        throw invalid_request("field '" + key + "' is not used by action '" +
+                              std::string(action_name(kind)) + "'");
+      }
+    }
+    throw invalid_request("unknown field '" + key + "' in a '" + std::string(action_name(kind)) +
+                          "' event");
+  }
+}
+
+void check_sql(const std::string& sql, const std::string& what) {
+  if (sql.empty() || is_blank(sql)) throw invalid_request(what + " is empty");
+  if (count_chars(sql) > kMaxSqlLength) {
+    throw invalid_request(what + " is " + std::to_string(count_chars(sql)) +
+                          " characters long; the Data API accepts at most " +
+                          std::to_string(kMaxSqlLength));
+  }
+}
+
+void parse_sql(const Fields& fields, ActionRequest& request) {
+  const Json* one = fields.find("sqlStatement");
+  const Json* many = fields.find("sqlStatements");
+  if (one != nullptr && many != nullptr) {
+    throw invalid_request("give either 'sqlStatement' or 'sqlStatements', not both");
+  }
+  if (one == nullptr && many == nullptr) {
+    throw invalid_request("action '" + std::string(action_name(request.kind)) +
+                          "' needs 'sqlStatement' (a string) or 'sqlStatements' (a list)");
+  }
+  if (one != nullptr) {
+    auto sql = fields.string("sqlStatement");
+    check_sql(*sql, "field 'sqlStatement'");
+    request.sqls.push_back(*sql);
+    return;
+  }
+  if (!many->is_array()) {
+    throw invalid_request("field 'sqlStatements' must be a list of strings, not " +
+                          std::string(json_type_name(*many)));
+  }
+  if (many->empty() || many->size() > kMaxBatchStatements) {
+    throw invalid_request("field 'sqlStatements' must hold 1 to " +
+                          std::to_string(kMaxBatchStatements) + " statements, not " +
+                          std::to_string(many->size()));
+  }
+  for (std::size_t i = 0; i < many->size(); ++i) {
+    const Json& sql = (*many)[i];
+    std::string what = "sqlStatements[" + std::to_string(i) + "]";
+    if (!sql.is_string()) {
+      throw invalid_request(what + " must be a string, not " + std::string(json_type_name(sql)));
+    }
+    check_sql(sql.get<std::string>(), what);
+    request.sqls.push_back(sql.get<std::string>());
+  }
+  request.batch = true;
+}
+
+std::string parameter_value(const Json& value, const std::string& what) {
+  if (value.is_string()) return value.get<std::string>();
+  if (value.is_number() || value.is_boolean()) return value.dump();
+  throw invalid_request(what + " must be a string, number or boolean, not " +
+                        std::string(json_type_name(value)));
+}
+
+void parse_parameters(const Fields& fields, ActionRequest& request) {
+  const Json* parameters = fields.find("parameters");
+  if (parameters == nullptr) return;
+  if (request.batch) {
+    throw invalid_request(
+        "'parameters' cannot be used with 'sqlStatements' (BatchExecuteStatement takes none)");
+  }
+  if (!parameters->is_array()) {
+    throw invalid_request("field 'parameters' must be a list of {\"name\", \"value\"} objects, "
+                          "not " + std::string(json_type_name(*parameters)));
+  }
+  if (parameters->size() > kMaxParameters) {
+    throw invalid_request("field 'parameters' holds more than " +
+                          std::to_string(kMaxParameters) + " parameters");
+  }
+  std::set<std::string> seen;
+  for (std::size_t i = 0; i < parameters->size(); ++i) {
+    const Json& p = (*parameters)[i];
+    std::string what = "parameters[" + std::to_string(i) + "]";
+    if (!p.is_object()) throw invalid_request(what + " must be an object with name and value");
+    for (const auto& [key, v] : p.items()) {
+      if (key != "name" && key != "value") {
+        throw invalid_request(what + " has an unknown field '" + key + "'");
+      }
+    }
+    auto name = p.find("name");
+    if (name == p.end() || !name->is_string() || name->get_ref<const std::string&>().empty()) {
+      throw invalid_request(what + ".name must be a non-empty string");
+    }
+    const auto& n = name->get_ref<const std::string&>();
+    bool identifier = std::all_of(n.begin(), n.end(), [](unsigned char c) {
+      return std::isalnum(c) || c == '_';
+    }) && !std::isdigit(static_cast<unsigned char>(n.front()));
+    if (!identifier) {
+      throw invalid_request(what + ".name '" + n +
+                            "' must be letters, digits and underscores, not starting with a digit");
+    }
+    if (!seen.insert(n).second) throw invalid_request("parameter '" + n + "' is given twice");
+    auto value = p.find("value");
+    if (value == p.end()) throw invalid_request(what + " has no value");
+    request.parameters.push_back({n, parameter_value(*value, what + ".value")});
+  }
+}
+
+void check_execution_arn(const std::string& arn) {
+  // arn:<partition>:states:<region>:<account>:execution|express:<machine>:<name>[:...]
+  std::vector<std::string_view> parts;
+  std::string_view rest = arn;
+  while (true) {
+    auto colon = rest.find(':');
+    parts.push_back(rest.substr(0, colon));
+    if (colon == std::string_view::npos) break;
+    rest.remove_prefix(colon + 1);
+  }
+  bool ok = parts.size() >= 8 && parts[0] == "arn" && !parts[1].empty() && parts[2] == "states" &&
+            (parts[5] == "execution" || parts[5] == "express") && !parts[6].empty() &&
+            !parts[7].empty();
+  if (!ok) {
+    throw invalid_request("field 'executionArn' is not a Step Functions execution ARN "
+                          "(arn:aws:states:<region>:<account>:execution:<machine>:<name>); in a "
+                          "state machine pass \"executionArn.$\": \"$$.Execution.Id\"");
+  }
+  if (arn.size() > kMaxExecutionArnLength) {
+    throw invalid_request("field 'executionArn' is longer than " +
+                          std::to_string(kMaxExecutionArnLength) + " characters");
+  }
+}
+
+}  // namespace
+
+EventShape classify_event(const Json& event) {
+  if (!event.is_object()) {
+    throw invalid_request("the event must be a JSON object, not " +
+                          std::string(json_type_name(event)));
+  }
+  if (event.empty()) throw invalid_request("the event is an empty object");
+  if (auto records = event.find("Records"); records != event.end()) {
+    bool sqs = records->is_array() && !records->empty() &&
+               std::all_of(records->begin(), records->end(), [](const Json& r) {
+                 return r.is_object() && r.value("eventSource", "") == "aws:sqs";
+               });
+    if (!sqs) {
+      throw invalid_request("'Records' must be a non-empty list of SQS records "
+                            "(eventSource \"aws:sqs\")");
+    }
+    return EventShape::kSqsBatch;
+  }
+  if (event.contains("RequestType") && event.contains("ResponseURL")) {
+    return EventShape::kCloudFormation;
+  }
+  if (event.contains("action") || event.contains("sqlStatement") ||
+      event.contains("sqlStatements")) {
+    return EventShape::kAction;
+  }
+  throw invalid_request(
+      "unrecognised event: expected an action event (with 'action' or 'sqlStatement'), an SQS "
+      "batch ('Records') or a CloudFormation custom-resource request ('RequestType', "
+      "'ResponseURL')");
+}
+
+std::string_view action_name(ActionKind kind) {
+  for (const auto& action : kActions) {
+    if (action.kind == kind) return action.name;
+  }
+  return "unknown";
+}
+
+services::RedshiftTarget apply_override(const services::RedshiftTarget& defaults,
+                                        const TargetOverride& override) {
+  services::RedshiftTarget target = defaults;
+  if (override.cluster_identifier) {
+    target.cluster_identifier = *override.cluster_identifier;
+    target.workgroup_name.clear();
+  }
+  if (override.workgroup_name) {
+    target.workgroup_name = *override.workgroup_name;
+    if (!override.cluster_identifier) target.cluster_identifier.clear();
+  }
+  if (override.database) target.database = *override.database;
+  if (override.db_user) {
+    target.db_user = *override.db_user;
+    if (!override.secret_arn) target.secret_arn.clear();
+  }
+  if (override.secret_arn) {
+    target.secret_arn = *override.secret_arn;
+    if (!override.db_user) target.db_user.clear();
+  }
+  return target;
+}
+
+ActionRequest parse_action(const Json& event) {
+  if (!event.is_object()) {
+    throw invalid_request("the event must be a JSON object, not " +
+                          std::string(json_type_name(event)));
+  }
+  ActionRequest request;
+  request.kind = parse_kind(event);
+  if (request.kind == ActionKind::kQueryRunnerStep) return request;
+  check_fields_known(event, request.kind);
+  Fields fields(event);
+
+  if (auto arn = fields.non_empty_string("executionArn")) {
+    check_execution_arn(*arn);
+    request.execution_arn = *arn;
+  }
+
+  switch (request.kind) {
+    case ActionKind::kExecuteStatement:
+    case ActionKind::kExecuteSingletonStatement: {
+      parse_sql(fields, request);
+      parse_parameters(fields, request);
+      if (auto token = fields.non_empty_string("taskToken")) {
+        if (token->size() > kMaxTaskTokenLength) {
+          throw invalid_request("field 'taskToken' is longer than " +
+                                std::to_string(kMaxTaskTokenLength) + " characters");
+        }
+        if (request.execution_arn.empty()) {
+          throw invalid_request("'taskToken' needs 'executionArn' too (in a state machine: "
+                                "\"executionArn.$\": \"$$.Execution.Id\")");
+        }
+        request.task_token = *token;
+      }
+      request.target.cluster_identifier = fields.non_empty_string("clusterIdentifier");
+      request.target.workgroup_name = fields.non_empty_string("workgroupName");
+      request.target.database = fields.non_empty_string("database");
+      request.target.db_user = fields.non_empty_string("dbUser");
+      request.target.secret_arn = fields.non_empty_string("secretArn");
+      if (request.target.cluster_identifier && request.target.workgroup_name) {
+        throw invalid_request("give either 'clusterIdentifier' or 'workgroupName', not both");
+      }
+      if (request.target.db_user && request.target.secret_arn) {
+        throw invalid_request("give either 'dbUser' or 'secretArn', not both");
+      }
+      break;
+    }
+    case ActionKind::kDescribeStatement:
+    case ActionKind::kCancelStatement:
+    case ActionKind::kGetStatementResult: {
+      auto id = fields.non_empty_string("statementId");
+      if (!id) {
+        throw invalid_request("action '" + std::string(action_name(request.kind)) +
+                              "' needs 'statementId' (a statement id, or \"LATEST\" with "
+                              "'executionArn')");
+      }
+      if (*id == kLatest && request.execution_arn.empty()) {
+        throw invalid_request("statementId \"LATEST\" needs 'executionArn' (in a state machine: "
+                              "\"executionArn.$\": \"$$.Execution.Id\")");
+      }
+      request.statement_id = *id;
+      if (auto token = fields.non_empty_string("nextToken")) request.next_token = *token;
+      break;
+    }
+    case ActionKind::kQueryRunnerStep:
+      break;
+    case ActionKind::kReconcile: {
+      if (const Json* older = fields.find("olderThanSeconds")) {
+        if (!older->is_number_integer() || older->get<std::int64_t>() < 0 ||
+            older->get<std::int64_t>() > 86400) {
+          throw invalid_request("field 'olderThanSeconds' must be a whole number from 0 to 86400");
+        }
+        request.older_than_seconds = older->get<std::int64_t>();
+      }
+      break;
+    }
+  }
+  return request;
+}
+
+}  // namespace rstasker::tasker

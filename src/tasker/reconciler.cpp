@@ -1,0 +1,144 @@
+// Finishing statements whose completion event never arrived.
+#include "rstasker/tasker/reconciler.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <ctime>
+
+#include "rstasker/common/error.hpp"
+#include "rstasker/common/text.hpp"
+
+namespace rstasker::tasker {
+
+namespace {
+
+// A record without a statement id this old belongs to an invocation that died before the Data
+// API accepted its statement (no invocation lives longer than 15 minutes).
+constexpr std::int64_t kNeverStartedAfterMs = 15LL * 60 * 1000;
+
+std::string iso_now() {
+  std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &utc);
+  return buf;
+}
+
+// The statement id of `name` from ListStatements, or "" when the Data API never saw it.
+std::string find_statement(services::RedshiftData& redshift, const std::string& name,
+                           const aws::CallContext& context) {
+  services::ListStatementsRequest list;
+  list.statement_name = name;
+  Json found = redshift.list_statements(list, context);
+  for (const auto& s : found.value("Statements", Json::array())) {
+    if (s.value("StatementName", "") == name) return s.value("Id", "");
+  }
+  return {};
+}
+
+}  // namespace
+
+Reconciler::Reconciler(std::shared_ptr<StateTable> state,
+                       std::shared_ptr<services::RedshiftData> redshift, Completions& completions,
+                       ReconcileOptions options)
+    : state_(std::move(state)),
+      redshift_(std::move(redshift)),
+      completions_(completions),
+      options_(std::move(options)) {}
+
+Json Reconciler::synthesize_event(const Json& described, const std::string& statement_name,
+                                  const std::string& region) {
+  Json detail = {{"principal", ""},
+                 {"statementName", statement_name},
+                 {"statementId", described.value("Id", "")},
+                 {"redshiftQueryId", described.value("RedshiftQueryId", -1)},
+                 {"state", described.value("Status", "")},
+                 {"rows", described.value("ResultRows", -1)},
+                 {"expireAt", now_epoch_seconds() + 86400}};
+  return {{"version", "0"},
+          {"id", random_uuid()},
+          {"detail-type", "Redshift Data Statement Status Change"},
+          {"source", "aws.redshift-data"},
+          {"account", ""},
+          {"time", iso_now()},
+          {"region", region},
+          {"resources", Json::array()},
+          {"detail", detail}};
+}
+
+Json Reconciler::run(std::chrono::seconds older_than, const aws::CallContext& context) {
+  const std::int64_t now = now_epoch_ms();
+  const std::int64_t cutoff = now - std::chrono::milliseconds(older_than).count();
+  std::vector<StatementRecord> waiting =
+      state_->waiting_before(cutoff, options_.max_records + 1, context);
+  bool more = waiting.size() > options_.max_records;
+  if (more) waiting.resize(options_.max_records);
+
+  int examined = 0, completed = 0, running = 0, never_started = 0, done = 0, retry = 0;
+  for (const StatementRecord& record : waiting) {
+    if (context.deadline.remaining() < options_.min_time_left) {
+      more = true;
+      break;
+    }
+    ++examined;
+    const std::string name = record.key.statement_name();
+    try {
+      std::string id = record.statement_id;
+      if (id.empty()) id = find_statement(*redshift_, name, context);
+      Outcome outcome;
+      outcome.statement_name = name;
+      outcome.statement_id = id;
+      if (id.empty()) {
+        if (now - record.created_at_ms < kNeverStartedAfterMs) {
+          ++running;  // its invocation may still be starting it
+          continue;
+        }
+        // Nobody can be waiting for a result that was never produced: the invocation failed and
+        // its caller saw that failure. Finish the record without a callback.
+        spdlog::warn("statement {} never started; marking it done without a callback", name);
+        StatementKey key = record.key;
+        Claim claim = state_->claim(key, random_uuid(), context.deadline.epoch_ms(), context);
+        if (claim.result == ClaimResult::kClaimed) {
+          state_->mark_start_failed(key, "never started (found by reconcile)", context);
+          if (!record.lock_key.empty()) state_->release_lock(record.lock_key, name, context);
+        }
+        ++never_started;
+        continue;
+      }
+      Json described = redshift_->describe_statement(id, context);
+      outcome.status = services::parse_statement_status(described.value("Status", ""));
+      if (!services::is_terminal(outcome.status)) {
+        ++running;
+        continue;
+      }
+      outcome.error = described.value("Error", std::string());
+      outcome.rows = described.value("ResultRows", std::int64_t{-1});
+      outcome.event = synthesize_event(described, name, options_.region);
+      spdlog::info("reconcile: statement {} is {} but was never completed", name,
+                   services::to_string(outcome.status));
+      switch (completions_.complete(record.key, std::move(outcome), context)) {
+        case Disposition::kCompleted:
+          ++completed;
+          break;
+        case Disposition::kRetry:
+          ++retry;
+          break;
+        case Disposition::kNotOurs:
+        case Disposition::kAlreadyDone:
+          ++done;
+          break;
+      }
+    } catch (const Error& e) {
+      ++retry;
+      spdlog::warn("reconcile: could not examine {}: {}", name, e.what());
+    }
+  }
+  Json summary = {{"examined", examined},     {"completed", completed}, {"stillRunning", running},
+                  {"neverStarted", never_started}, {"alreadyDone", done}, {"retryLater", retry},
+                  {"more", more}};
+  spdlog::info("reconcile: {}", dump_json(summary));
+  return summary;
+}
+
+}  // namespace rstasker::tasker

@@ -1,0 +1,463 @@
+// The state table on DynamoDB: conditional writes carry every guarantee (no read-modify-write).
+#include "rstasker/tasker/state_table.hpp"
+
+#include <atomic>
+#include <cctype>
+#include <chrono>
+
+#include "rstasker/common/deadline.hpp"
+#include "rstasker/common/error.hpp"
+
+namespace rstasker::tasker {
+
+namespace {
+
+using services::attr_n;
+using services::attr_s;
+using services::item_n;
+using services::item_s;
+
+constexpr std::string_view kLockSortKey = "lock";
+constexpr std::string_view kWaitingMarker = "W";
+
+// Expression attribute names used by every expression (several are DynamoDB reserved words).
+const Json& names() {
+  static const Json kNames = {{"#state", "state"},          {"#ttl", "TTL"},
+                              {"#owner", "claimOwner"},     {"#until", "claimUntil"},
+                              {"#waiting", "waiting"},      {"#since", "waitingSince"},
+                              {"#sid", "statementId"},      {"#outcome", "outcome"},
+                              {"#holder", "holder"},        {"#expires", "expiresAt"}};
+  return kNames;
+}
+
+// Only the names an expression uses may be sent (DynamoDB rejects unused ones).
+Json names_for(std::initializer_list<const char*> used) {
+  Json out = Json::object();
+  for (const char* name : used) out[name] = names().at(name);
+  return out;
+}
+
+Json key_of(const StatementKey& key) {
+  return {{"id", attr_s(key.id)}, {"invocationId", attr_s(key.invocation_id)}};
+}
+
+Json lock_key_of(const std::string& key) {
+  return {{"id", attr_s(key)}, {"invocationId", attr_s(kLockSortKey)}};
+}
+
+std::optional<RecordState> parse_state(std::string_view s) {
+  if (s == "WAITING") return RecordState::kWaiting;
+  if (s == "CLAIMED") return RecordState::kClaimed;
+  if (s == "DONE") return RecordState::kDone;
+  if (s == "START_FAILED") return RecordState::kStartFailed;
+  return std::nullopt;
+}
+
+Json waiter_to_json(const Waiter& waiter) {
+  switch (waiter.kind) {
+    case WaiterKind::kNone:
+      return {{"type", "none"}};
+    case WaiterKind::kStepFunctions:
+      return {{"type", "sfn"}, {"taskToken", waiter.task_token}};
+    case WaiterKind::kCloudFormation:
+      return {{"type", "cfn"}, {"request", waiter.cloudformation}};
+  }
+  return {{"type", "none"}};
+}
+
+Waiter waiter_from_json(const std::string& text) {
+  Waiter waiter;
+  Json json = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  std::string type = json.is_object() ? json.value("type", "none") : "none";
+  if (type == "sfn") {
+    waiter.kind = WaiterKind::kStepFunctions;
+    waiter.task_token = json.value("taskToken", "");
+  } else if (type == "cfn") {
+    waiter.kind = WaiterKind::kCloudFormation;
+    waiter.cloudformation = json.value("request", Json::object());
+  }
+  return waiter;
+}
+
+StatementRecord record_from_item(const Json& item) {
+  StatementRecord r;
+  r.key.id = item_s(item, "id").value_or("");
+  r.key.invocation_id = item_s(item, "invocationId").value_or("");
+  auto state = parse_state(item_s(item, "state").value_or(""));
+  if (!state) {
+    throw Error(error_names::kInternalError,
+                "state table item " + r.key.statement_name() + " has an unknown state");
+  }
+  r.state = *state;
+  r.statement_id = item_s(item, "statementId").value_or("");
+  r.waiter = waiter_from_json(item_s(item, "waiter").value_or("{}"));
+  r.lock_key = item_s(item, "lockKey").value_or("");
+  r.created_at_ms = item_n(item, "createdAt").value_or(0);
+  r.expires_at_s = item_n(item, "TTL").value_or(0);
+  r.claim_owner = item_s(item, "claimOwner").value_or("");
+  r.claim_until_ms = item_n(item, "claimUntil").value_or(0);
+  r.outcome = item_s(item, "outcome").value_or("");
+  return r;
+}
+
+SingletonLock lock_from_item(const Json& item) {
+  SingletonLock lock;
+  lock.key = item_s(item, "id").value_or("");
+  lock.holder = item_s(item, "holder").value_or("");
+  lock.statement_id = item_s(item, "statementId").value_or("");
+  lock.acquired_at_ms = item_n(item, "acquiredAt").value_or(0);
+  lock.expires_at_ms = item_n(item, "expiresAt").value_or(0);
+  return lock;
+}
+
+Json lock_item(const SingletonLock& lock) {
+  Json item = lock_key_of(lock.key);
+  item["holder"] = attr_s(lock.holder);
+  if (!lock.statement_id.empty()) item["statementId"] = attr_s(lock.statement_id);
+  item["acquiredAt"] = attr_n(lock.acquired_at_ms);
+  item["expiresAt"] = attr_n(lock.expires_at_ms);
+  // DynamoDB's TTL sweep removes long-expired locks; expiry itself is enforced by expiresAt.
+  item["TTL"] = attr_n(lock.expires_at_ms / 1000 + 86400);
+  return item;
+}
+
+class DynamoStateTable final : public StateTable {
+ public:
+  DynamoStateTable(std::shared_ptr<const services::DynamoDb> db, std::string table)
+      : db_(std::move(db)), table_(std::move(table)) {}
+
+  bool insert(const StatementRecord& r, const aws::CallContext& context) override {
+    Json item = key_of(r.key);
+    item["state"] = attr_s(to_string(r.state));
+    if (!r.statement_id.empty()) item["statementId"] = attr_s(r.statement_id);
+    item["waiter"] = attr_s(dump_json(waiter_to_json(r.waiter)));
+    if (!r.lock_key.empty()) item["lockKey"] = attr_s(r.lock_key);
+    item["createdAt"] = attr_n(r.created_at_ms);
+    item["TTL"] = attr_n(r.expires_at_s);
+    if (r.tracked() && r.state == RecordState::kWaiting) {
+      item["waiting"] = attr_s(kWaitingMarker);
+      item["waitingSince"] = attr_n(r.created_at_ms);
+    }
+    try {
+      db_->put_item({{"TableName", table_},
+                     {"Item", item},
+                     {"ConditionExpression", "attribute_not_exists(id)"}},
+                    context);
+      return true;
+    } catch (const Error& e) {
+      if (services::is_condition_failure(e)) return false;
+      throw;
+    }
+  }
+
+  void set_statement_id(const StatementKey& key, const std::string& statement_id,
+                        const aws::CallContext& context) override {
+    db_->update_item({{"TableName", table_},
+                      {"Key", key_of(key)},
+                      {"UpdateExpression", "SET #sid = :sid"},
+                      {"ConditionExpression", "attribute_exists(id)"},
+                      {"ExpressionAttributeNames", names_for({"#sid"})},
+                      {"ExpressionAttributeValues", {{":sid", attr_s(statement_id)}}}},
+                     context);
+  }
+
+  void mark_start_failed(const StatementKey& key, const std::string& reason,
+                         const aws::CallContext& context) override {
+    db_->update_item({{"TableName", table_},
+                      {"Key", key_of(key)},
+                      {"UpdateExpression", "SET #state = :failed, #outcome = :why REMOVE #waiting"},
+                      {"ConditionExpression", "attribute_exists(id)"},
+                      {"ExpressionAttributeNames", names_for({"#state", "#outcome", "#waiting"})},
+                      {"ExpressionAttributeValues",
+                       {{":failed", attr_s("START_FAILED")}, {":why", attr_s(reason)}}}},
+                     context);
+  }
+
+  std::optional<StatementRecord> get(const StatementKey& key,
+                                     const aws::CallContext& context) override {
+    Json response = db_->get_item(
+        {{"TableName", table_}, {"Key", key_of(key)}, {"ConsistentRead", true}}, context);
+    auto item = response.find("Item");
+    if (item == response.end() || !item->is_object()) return std::nullopt;
+    return record_from_item(*item);
+  }
+
+  std::optional<StatementRecord> latest(const std::string& id, bool started_only,
+                                        const aws::CallContext& context) override {
+    // Newest first; with started_only, records without a statement id are passed over.
+    Json request = {{"TableName", table_},
+                    {"KeyConditionExpression", "id = :id"},
+                    {"ExpressionAttributeValues", {{":id", attr_s(id)}}},
+                    {"ScanIndexForward", false},
+                    {"ConsistentRead", true},
+                    {"Limit", 25}};
+    for (int page = 0; page < 40; ++page) {
+      Json response = db_->query(request, context);
+      for (const auto& item : response.value("Items", Json::array())) {
+        if (item_s(item, "invocationId") == std::string(kLockSortKey)) continue;
+        StatementRecord r = record_from_item(item);
+        if (!started_only || !r.statement_id.empty()) return r;
+      }
+      auto last = response.find("LastEvaluatedKey");
+      if (last == response.end() || last->empty()) break;
+      request["ExclusiveStartKey"] = *last;
+    }
+    return std::nullopt;
+  }
+
+  Claim claim(const StatementKey& key, const std::string& owner, std::int64_t lease_until_ms,
+              const aws::CallContext& context) override {
+    Claim claim;
+    try {
+      Json response = db_->update_item(
+          {{"TableName", table_},
+           {"Key", key_of(key)},
+           {"UpdateExpression", "SET #state = :claimed, #owner = :owner, #until = :until"},
+           {"ConditionExpression",
+            "attribute_exists(id) AND (#state = :waiting OR (#state = :claimed AND #until < :now))"},
+           {"ExpressionAttributeNames", names_for({"#state", "#owner", "#until"})},
+           {"ExpressionAttributeValues",
+            {{":claimed", attr_s("CLAIMED")},
+             {":waiting", attr_s("WAITING")},
+             {":owner", attr_s(owner)},
+             {":until", attr_n(lease_until_ms)},
+             {":now", attr_n(now_epoch_ms())}}},
+           {"ReturnValues", "ALL_OLD"}},
+          context);
+      claim.result = ClaimResult::kClaimed;
+      claim.record = record_from_item(response.value("Attributes", Json::object()));
+      claim.taken_over = claim.record.state == RecordState::kClaimed;
+      return claim;
+    } catch (const Error& e) {
+      if (!services::is_condition_failure(e)) throw;
+    }
+    auto current = get(key, context);
+    if (!current) {
+      claim.result = ClaimResult::kMissing;
+    } else {
+      claim.result = current->state == RecordState::kClaimed ? ClaimResult::kHeldByOther
+                                                             : ClaimResult::kAlreadyDone;
+      claim.record = *current;
+    }
+    return claim;
+  }
+
+  bool release_claim(const StatementKey& key, const std::string& owner,
+                     const aws::CallContext& context) override {
+    try {
+      db_->update_item({{"TableName", table_},
+                        {"Key", key_of(key)},
+                        {"UpdateExpression", "SET #state = :waiting REMOVE #owner, #until"},
+                        {"ConditionExpression", "#state = :claimed AND #owner = :owner"},
+                        {"ExpressionAttributeNames", names_for({"#state", "#owner", "#until"})},
+                        {"ExpressionAttributeValues",
+                         {{":waiting", attr_s("WAITING")},
+                          {":claimed", attr_s("CLAIMED")},
+                          {":owner", attr_s(owner)}}}},
+                       context);
+      return true;
+    } catch (const Error& e) {
+      if (services::is_condition_failure(e)) return false;
+      throw;
+    }
+  }
+
+  bool finish(const StatementKey& key, const std::string& owner, const std::string& outcome,
+              const aws::CallContext& context) override {
+    try {
+      db_->update_item(
+          {{"TableName", table_},
+           {"Key", key_of(key)},
+           {"UpdateExpression", "SET #state = :done, #outcome = :outcome REMOVE #waiting"},
+           {"ConditionExpression", "#state = :claimed AND #owner = :owner"},
+           {"ExpressionAttributeNames", names_for({"#state", "#outcome", "#waiting", "#owner"})},
+           {"ExpressionAttributeValues",
+            {{":done", attr_s("DONE")},
+             {":claimed", attr_s("CLAIMED")},
+             {":owner", attr_s(owner)},
+             {":outcome", attr_s(outcome)}}}},
+          context);
+      return true;
+    } catch (const Error& e) {
+      if (services::is_condition_failure(e)) return false;
+      throw;
+    }
+  }
+
+  std::vector<StatementRecord> waiting_before(std::int64_t cutoff_ms, std::size_t limit,
+                                              const aws::CallContext& context) override {
+    std::vector<StatementRecord> out;
+    Json request = {{"TableName", table_},
+                    {"IndexName", kWaitingIndex},
+                    {"KeyConditionExpression", "#waiting = :w AND #since <= :cutoff"},
+                    {"ExpressionAttributeNames", names_for({"#waiting", "#since"})},
+                    {"ExpressionAttributeValues",
+                     {{":w", attr_s(kWaitingMarker)}, {":cutoff", attr_n(cutoff_ms)}}},
+                    {"ScanIndexForward", true}};
+    while (out.size() < limit) {
+      request["Limit"] = static_cast<std::int64_t>(limit - out.size());
+      Json response = db_->query(request, context);
+      for (const auto& item : response.value("Items", Json::array())) {
+        out.push_back(record_from_item(item));
+      }
+      auto last = response.find("LastEvaluatedKey");
+      if (last == response.end() || last->empty()) break;
+      request["ExclusiveStartKey"] = *last;
+    }
+    return out;
+  }
+
+  bool acquire_lock(const SingletonLock& lock, std::int64_t now_ms,
+                    const aws::CallContext& context) override {
+    try {
+      db_->put_item({{"TableName", table_},
+                     {"Item", lock_item(lock)},
+                     {"ConditionExpression", "attribute_not_exists(id) OR #expires < :now"},
+                     {"ExpressionAttributeNames", names_for({"#expires"})},
+                     {"ExpressionAttributeValues", {{":now", attr_n(now_ms)}}}},
+                    context);
+      return true;
+    } catch (const Error& e) {
+      if (services::is_condition_failure(e)) return false;
+      throw;
+    }
+  }
+
+  bool steal_lock(const SingletonLock& lock, const std::string& expected_holder,
+                  const aws::CallContext& context) override {
+    try {
+      db_->put_item({{"TableName", table_},
+                     {"Item", lock_item(lock)},
+                     {"ConditionExpression", "#holder = :expected"},
+                     {"ExpressionAttributeNames", names_for({"#holder"})},
+                     {"ExpressionAttributeValues", {{":expected", attr_s(expected_holder)}}}},
+                    context);
+      return true;
+    } catch (const Error& e) {
+      if (services::is_condition_failure(e)) return false;
+      throw;
+    }
+  }
+
+  std::optional<SingletonLock> get_lock(const std::string& key,
+                                        const aws::CallContext& context) override {
+    Json response = db_->get_item(
+        {{"TableName", table_}, {"Key", lock_key_of(key)}, {"ConsistentRead", true}}, context);
+    auto item = response.find("Item");
+    if (item == response.end() || !item->is_object()) return std::nullopt;
+    return lock_from_item(*item);
+  }
+
+  void set_lock_statement(const std::string& key, const std::string& holder,
+                          const std::string& statement_id,
+                          const aws::CallContext& context) override {
+    try {
+      db_->update_item({{"TableName", table_},
+                        {"Key", lock_key_of(key)},
+                        {"UpdateExpression", "SET #sid = :sid"},
+                        {"ConditionExpression", "#holder = :holder"},
+                        {"ExpressionAttributeNames", names_for({"#sid", "#holder"})},
+                        {"ExpressionAttributeValues",
+                         {{":sid", attr_s(statement_id)}, {":holder", attr_s(holder)}}}},
+                       context);
+    } catch (const Error& e) {
+      if (!services::is_condition_failure(e)) throw;
+      // The lock moved on (expired and taken): nothing of ours to update.
+    }
+  }
+
+  void release_lock(const std::string& key, const std::string& holder,
+                    const aws::CallContext& context) override {
+    try {
+      db_->delete_item({{"TableName", table_},
+                        {"Key", lock_key_of(key)},
+                        {"ConditionExpression", "#holder = :holder"},
+                        {"ExpressionAttributeNames", names_for({"#holder"})},
+                        {"ExpressionAttributeValues", {{":holder", attr_s(holder)}}}},
+                       context);
+    } catch (const Error& e) {
+      if (!services::is_condition_failure(e)) throw;
+    }
+  }
+
+ private:
+  std::shared_ptr<const services::DynamoDb> db_;
+  std::string table_;
+};
+
+}  // namespace
+
+std::optional<StatementKey> StatementKey::from_statement_name(std::string_view name) {
+  auto colon = name.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return std::nullopt;
+  std::string_view invocation = name.substr(colon + 1);
+  auto dot = invocation.find('.');
+  auto digits = [](std::string_view s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) {
+      return std::isdigit(c) != 0;
+    });
+  };
+  if (dot == std::string_view::npos || !digits(invocation.substr(0, dot)) ||
+      invocation.size() - dot - 1 != 6 || !digits(invocation.substr(dot + 1))) {
+    return std::nullopt;
+  }
+  return StatementKey{std::string(name.substr(0, colon)), std::string(invocation)};
+}
+
+std::string StatementKey::new_invocation_id() {
+  // Strictly increasing within the process, so two statements of one execution started in the
+  // same microsecond still get distinct, ordered ids.
+  static std::atomic<std::int64_t> last{0};
+  std::int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+  std::int64_t prev = last.load();
+  std::int64_t next = 0;
+  do {
+    next = std::max(now, prev + 1);
+  } while (!last.compare_exchange_weak(prev, next));
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%lld.%06lld", static_cast<long long>(next / 1000000),
+                static_cast<long long>(next % 1000000));
+  return buf;
+}
+
+std::string_view to_string(RecordState state) {
+  switch (state) {
+    case RecordState::kWaiting:
+      return "WAITING";
+    case RecordState::kClaimed:
+      return "CLAIMED";
+    case RecordState::kDone:
+      return "DONE";
+    case RecordState::kStartFailed:
+      return "START_FAILED";
+  }
+  return "WAITING";
+}
+
+std::unique_ptr<StateTable> make_dynamodb_state_table(std::shared_ptr<const services::DynamoDb> db,
+                                                      std::string table_name) {
+  return std::make_unique<DynamoStateTable>(std::move(db), std::move(table_name));
+}
+
+Json state_table_definition(const std::string& table_name) {
+  return {{"TableName", table_name},
+          {"BillingMode", "PAY_PER_REQUEST"},
+          {"AttributeDefinitions",
+           {{{"AttributeName", "id"}, {"AttributeType", "S"}},
+            {{"AttributeName", "invocationId"}, {"AttributeType", "S"}},
+            {{"AttributeName", "waiting"}, {"AttributeType", "S"}},
+            {{"AttributeName", "waitingSince"}, {"AttributeType", "N"}}}},
+          {"KeySchema",
+           {{{"AttributeName", "id"}, {"KeyType", "HASH"}},
+            {{"AttributeName", "invocationId"}, {"KeyType", "RANGE"}}}},
+          {"GlobalSecondaryIndexes",
+           {{{"IndexName", kWaitingIndex},
+             {"KeySchema",
+              {{{"AttributeName", "waiting"}, {"KeyType", "HASH"}},
+               {{"AttributeName", "waitingSince"}, {"KeyType", "RANGE"}}}},
+             {"Projection", {{"ProjectionType", "ALL"}}}}}}};
+}
+
+}  // namespace rstasker::tasker

@@ -1,0 +1,101 @@
+// Event dispatch and the action API.
+#include "rstasker/tasker/tasker.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "rstasker/common/error.hpp"
+#include "rstasker/common/log.hpp"
+#include "rstasker/tasker/events.hpp"
+
+namespace rstasker::tasker {
+
+Tasker::Tasker(Config config, Dependencies dependencies, CompletionOptions completion_options)
+    : config_(std::move(config)),
+      deps_(std::move(dependencies)),
+      launcher_(config_, deps_.redshift, deps_.state),
+      custom_resources_(config_, launcher_, deps_.cloudformation),
+      notifier_(deps_.step_functions, custom_resources_),
+      completions_(deps_.state, deps_.redshift, notifier_, std::move(completion_options)),
+      reconciler_(deps_.state, deps_.redshift, completions_,
+                  ReconcileOptions{200, std::chrono::milliseconds(5000), config_.region}),
+      query_runner_(config_, deps_.redshift, launcher_) {}
+
+std::string Tasker::handle_payload(std::string_view payload, const aws::CallContext& context) {
+  Json event = parse_json(payload, "the event", error_names::kInvalidRequest);
+  return dump_json(handle(event, context));
+}
+
+Json Tasker::handle(const Json& event, const aws::CallContext& context) {
+  switch (classify_event(event)) {
+    case EventShape::kAction:
+      return run_action(event, context);
+    case EventShape::kSqsBatch:
+      return completions_.handle_batch(event, context);
+    case EventShape::kCloudFormation:
+      return custom_resources_.handle(event, context);
+  }
+  throw Error(error_names::kInternalError, "unhandled event shape");
+}
+
+std::string Tasker::resolve_statement_id(const std::string& statement_id,
+                                         const std::string& execution_arn,
+                                         const aws::CallContext& context) {
+  if (statement_id != kLatest) return statement_id;
+  auto latest = deps_.state->latest(execution_arn, /*started_only=*/true, context);
+  if (!latest) {
+    throw Error(error_names::kPreviousExecutionNotFound,
+                "execution " + execution_arn + " has not started any statement");
+  }
+  return latest->statement_id;
+}
+
+Json Tasker::run_action(const Json& event, const aws::CallContext& context) {
+  ActionRequest request = parse_action(event);
+  // The token must not reach the logs, whatever path it takes (an error message, a dump).
+  std::optional<log::ScopedSecret> token_guard;
+  if (!request.task_token.empty()) token_guard.emplace(request.task_token);
+
+  switch (request.kind) {
+    case ActionKind::kExecuteStatement:
+    case ActionKind::kExecuteSingletonStatement: {
+      StartRequest start;
+      start.caller_id = request.execution_arn;
+      start.target = apply_override(config_.target, request.target);
+      if (auto problem = describe_target_problem(start.target); !problem.empty()) {
+        throw invalid_request("Redshift target: " + problem);
+      }
+      start.sqls = request.sqls;
+      start.parameters = request.parameters;
+      start.singleton = request.kind == ActionKind::kExecuteSingletonStatement;
+      if (!request.task_token.empty()) {
+        start.waiter.kind = WaiterKind::kStepFunctions;
+        start.waiter.task_token = request.task_token;
+      }
+      StartResult started = launcher_.start(start, context);
+      Json response = std::move(started.response);
+      response["StatementName"] = started.key.statement_name();
+      return response;
+    }
+    case ActionKind::kDescribeStatement:
+      return deps_.redshift->describe_statement(
+          resolve_statement_id(request.statement_id, request.execution_arn, context), context);
+    case ActionKind::kCancelStatement:
+      return deps_.redshift->cancel_statement(
+          resolve_statement_id(request.statement_id, request.execution_arn, context), context);
+    case ActionKind::kGetStatementResult:
+      return deps_.redshift->get_statement_result(
+          resolve_statement_id(request.statement_id, request.execution_arn, context),
+          request.next_token, context);
+    case ActionKind::kReconcile: {
+      auto older_than = request.older_than_seconds
+                            ? std::chrono::seconds(*request.older_than_seconds)
+                            : config_.reconcile_after;
+      return reconciler_.run(older_than, context);
+    }
+    case ActionKind::kQueryRunnerStep:
+      return query_runner_.step(event, context);
+  }
+  throw Error(error_names::kInternalError, "unhandled action");
+}
+
+}  // namespace rstasker::tasker

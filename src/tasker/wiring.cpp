@@ -1,0 +1,34 @@
+// Production wiring: one JSON client per service, all sharing one pooled transport.
+#include "rstasker/tasker/wiring.hpp"
+
+#include "rstasker/aws/endpoints.hpp"
+#include "rstasker/aws/json_client.hpp"
+#include "rstasker/common/log.hpp"
+#include "rstasker/services/dynamodb.hpp"
+
+namespace rstasker::tasker {
+
+std::unique_ptr<Tasker> make_tasker(const aws::EnvLookup& env,
+                                    std::shared_ptr<aws::HttpTransport> transport) {
+  Config config = config_from_env(env);
+  log::add_secret(config.credentials.secret_access_key);
+  log::add_secret(config.credentials.session_token);
+
+  auto client = [&](const aws::ServiceSpec& spec, const aws::JsonProtocol& protocol) {
+    return std::make_shared<const aws::JsonClient>(
+        protocol, aws::resolve_endpoint(spec, config.region, env), config.credentials, transport);
+  };
+  Dependencies deps;
+  deps.redshift = services::make_redshift_data(
+      client(aws::service::kRedshiftData, aws::protocol::kRedshiftData));
+  deps.state = make_dynamodb_state_table(
+      std::make_shared<const services::DynamoDb>(
+          client(aws::service::kDynamoDb, aws::protocol::kDynamoDb)),
+      config.table_name);
+  deps.step_functions = services::make_step_functions(
+      client(aws::service::kStepFunctions, aws::protocol::kStepFunctions));
+  deps.cloudformation = services::make_cfn_responder(transport);
+  return std::make_unique<Tasker>(std::move(config), std::move(deps));
+}
+
+}  // namespace rstasker::tasker

@@ -1,0 +1,256 @@
+// The DynamoDB state table against moto (signatures checked): conditional writes, claims, the
+// sparse waiting index, singleton locks, and the 20-caller singleton race through the tasker.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "rstasker/aws/endpoints.hpp"
+#include "rstasker/common/error.hpp"
+#include "rstasker/common/text.hpp"
+#include "rstasker/services/dynamodb.hpp"
+#include "rstasker/tasker/tasker.hpp"
+#include "support/fakes.hpp"
+#include "support/moto_server.hpp"
+
+namespace rstasker::tasker {
+namespace {
+
+using rstasker::testing::MotoOptions;
+using rstasker::testing::MotoServer;
+
+class StateTableTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (MotoServer::unavailable_reason()) return;
+    try {
+      moto_ = std::make_unique<MotoServer>(MotoOptions{.signature_checking = true});
+    } catch (const std::exception& e) {
+      start_error_ = e.what();
+    }
+  }
+  static void TearDownTestSuite() { moto_.reset(); }
+
+  void SetUp() override {
+    RSTASKER_SKIP_IF_UNAVAILABLE(MotoServer::unavailable_reason());
+    ASSERT_NE(moto_, nullptr) << "moto did not start: " << start_error_;
+    auto client = std::make_shared<const aws::JsonClient>(
+        aws::protocol::kDynamoDb,
+        aws::resolve_endpoint(aws::service::kDynamoDb, moto_->region(), moto_->env()),
+        moto_->credentials(), aws::make_curl_transport());
+    db_ = std::make_shared<const services::DynamoDb>(client);
+    // A table per test keeps tests independent.
+    table_ = "state-" + random_uuid().substr(0, 8);
+    db_->create_table(state_table_definition(table_), ctx_);
+    table = make_dynamodb_state_table(db_, table_);
+  }
+
+  StatementRecord waiting_record(const std::string& id, std::int64_t created_ms,
+                                 WaiterKind kind = WaiterKind::kStepFunctions) {
+    StatementRecord r;
+    r.key = {id, StatementKey::new_invocation_id()};
+    r.waiter.kind = kind;
+    r.waiter.task_token = kind == WaiterKind::kStepFunctions ? "token-" + id : "";
+    r.created_at_ms = created_ms;
+    r.expires_at_s = now_epoch_seconds() + 86400;
+    return r;
+  }
+
+  static inline std::unique_ptr<MotoServer> moto_;
+  static inline std::string start_error_;
+  std::shared_ptr<const services::DynamoDb> db_;
+  std::string table_;
+  std::unique_ptr<StateTable> table;
+  aws::CallContext ctx_{Deadline::after(std::chrono::seconds(60)), {}};
+};
+
+TEST_F(StateTableTest, InsertIsConditionalAndRoundTripsEveryField) {
+  StatementRecord r = waiting_record("exec-1", now_epoch_ms());
+  r.waiter.kind = WaiterKind::kCloudFormation;
+  r.waiter.cloudformation = {{"ResponseURL", "https://example/x"}, {"RequestId", "r1"}};
+  r.lock_key = "lock#abc";
+  ASSERT_TRUE(table->insert(r, ctx_));
+  EXPECT_FALSE(table->insert(r, ctx_)) << "a second insert of the same key must be refused";
+  table->set_statement_id(r.key, "sid-1", ctx_);
+  auto got = table->get(r.key, ctx_);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->key, r.key);
+  EXPECT_EQ(got->state, RecordState::kWaiting);
+  EXPECT_EQ(got->statement_id, "sid-1");
+  EXPECT_EQ(got->waiter.kind, WaiterKind::kCloudFormation);
+  EXPECT_EQ(got->waiter.cloudformation["RequestId"], "r1");
+  EXPECT_EQ(got->lock_key, "lock#abc");
+  EXPECT_EQ(got->created_at_ms, r.created_at_ms);
+  EXPECT_EQ(got->expires_at_s, r.expires_at_s);
+  EXPECT_FALSE(table->get({"exec-1", "1.000000"}, ctx_));
+  EXPECT_THROW(table->set_statement_id({"nobody", "1.000000"}, "x", ctx_), Error);
+}
+
+TEST_F(StateTableTest, LatestStartedSkipsFailedStarts) {
+  StatementRecord a = waiting_record("exec-2", now_epoch_ms());
+  StatementRecord b = waiting_record("exec-2", now_epoch_ms());
+  StatementRecord c = waiting_record("exec-2", now_epoch_ms());
+  for (auto* r : {&a, &b, &c}) ASSERT_TRUE(table->insert(*r, ctx_));
+  table->set_statement_id(a.key, "sid-a", ctx_);
+  table->set_statement_id(b.key, "sid-b", ctx_);
+  table->mark_start_failed(c.key, "ValidationException: bad", ctx_);
+  auto latest = table->latest("exec-2", true, ctx_);
+  ASSERT_TRUE(latest);
+  EXPECT_EQ(latest->statement_id, "sid-b");
+  EXPECT_FALSE(table->latest("exec-none", true, ctx_));
+  EXPECT_EQ(table->get(c.key, ctx_)->state, RecordState::kStartFailed);
+  auto newest = table->latest("exec-2", false, ctx_);
+  ASSERT_TRUE(newest);
+  EXPECT_EQ(newest->key, c.key) << "without started_only the failed start is the newest";
+}
+
+TEST_F(StateTableTest, ClaimProtocol) {
+  StatementRecord r = waiting_record("exec-3", now_epoch_ms());
+  ASSERT_TRUE(table->insert(r, ctx_));
+  std::int64_t far = now_epoch_ms() + 60000;
+
+  Claim first = table->claim(r.key, "owner-1", far, ctx_);
+  ASSERT_EQ(first.result, ClaimResult::kClaimed);
+  EXPECT_FALSE(first.taken_over);
+  EXPECT_EQ(first.record.waiter.task_token, "token-exec-3");
+  EXPECT_EQ(table->claim(r.key, "owner-2", far, ctx_).result, ClaimResult::kHeldByOther);
+  EXPECT_FALSE(table->finish(r.key, "owner-2", "FINISHED", ctx_)) << "not the owner";
+  EXPECT_FALSE(table->release_claim(r.key, "owner-2", ctx_));
+
+  EXPECT_TRUE(table->release_claim(r.key, "owner-1", ctx_));
+  EXPECT_EQ(table->get(r.key, ctx_)->state, RecordState::kWaiting);
+  ASSERT_EQ(table->claim(r.key, "owner-3", far, ctx_).result, ClaimResult::kClaimed);
+  EXPECT_TRUE(table->finish(r.key, "owner-3", "FINISHED", ctx_));
+  auto done = table->get(r.key, ctx_);
+  EXPECT_EQ(done->state, RecordState::kDone);
+  EXPECT_EQ(done->outcome, "FINISHED");
+  EXPECT_EQ(table->claim(r.key, "owner-4", far, ctx_).result, ClaimResult::kAlreadyDone);
+  EXPECT_EQ(table->claim({"exec-none", "1.000000"}, "o", far, ctx_).result, ClaimResult::kMissing);
+}
+
+TEST_F(StateTableTest, AnExpiredClaimIsTakenOverAndSaysSo) {
+  StatementRecord r = waiting_record("exec-4", now_epoch_ms());
+  ASSERT_TRUE(table->insert(r, ctx_));
+  ASSERT_EQ(table->claim(r.key, "dead", now_epoch_ms() - 1000, ctx_).result, ClaimResult::kClaimed);
+  Claim next = table->claim(r.key, "alive", now_epoch_ms() + 60000, ctx_);
+  ASSERT_EQ(next.result, ClaimResult::kClaimed);
+  EXPECT_TRUE(next.taken_over);
+  EXPECT_FALSE(table->finish(r.key, "dead", "FINISHED", ctx_));
+  EXPECT_TRUE(table->finish(r.key, "alive", "FINISHED", ctx_));
+}
+
+TEST_F(StateTableTest, TheWaitingIndexHoldsOnlyTrackedUnfinishedRecordsOldestFirst) {
+  std::int64_t now = now_epoch_ms();
+  StatementRecord old1 = waiting_record("exec-5", now - 50000);
+  StatementRecord old2 = waiting_record("exec-6", now - 40000);
+  StatementRecord fresh = waiting_record("exec-7", now);
+  StatementRecord untracked = waiting_record("exec-8", now - 60000, WaiterKind::kNone);
+  StatementRecord finished = waiting_record("exec-9", now - 70000);
+  StatementRecord failed = waiting_record("exec-10", now - 80000);
+  for (auto* r : {&old1, &old2, &fresh, &untracked, &finished, &failed}) {
+    ASSERT_TRUE(table->insert(*r, ctx_));
+  }
+  ASSERT_EQ(table->claim(finished.key, "o", now + 60000, ctx_).result, ClaimResult::kClaimed);
+  ASSERT_TRUE(table->finish(finished.key, "o", "FINISHED", ctx_));
+  table->mark_start_failed(failed.key, "x", ctx_);
+
+  auto waiting = table->waiting_before(now - 10000, 10, ctx_);
+  ASSERT_EQ(waiting.size(), 2u);
+  EXPECT_EQ(waiting[0].key, old1.key);
+  EXPECT_EQ(waiting[1].key, old2.key);
+  EXPECT_EQ(table->waiting_before(now + 1, 1, ctx_).size(), 1u) << "limit";
+  EXPECT_EQ(table->waiting_before(now + 1, 10, ctx_).size(), 3u);
+}
+
+TEST_F(StateTableTest, SingletonLocks) {
+  std::int64_t now = now_epoch_ms();
+  SingletonLock lock{"lock#sql", "holder-1", "", now, now + 60000};
+  ASSERT_TRUE(table->acquire_lock(lock, now, ctx_));
+  SingletonLock other{"lock#sql", "holder-2", "", now, now + 60000};
+  EXPECT_FALSE(table->acquire_lock(other, now, ctx_));
+  table->set_lock_statement("lock#sql", "holder-1", "sid-1", ctx_);
+  EXPECT_EQ(table->get_lock("lock#sql", ctx_)->statement_id, "sid-1");
+  table->set_lock_statement("lock#sql", "holder-x", "sid-x", ctx_);  // not the holder: ignored
+  EXPECT_EQ(table->get_lock("lock#sql", ctx_)->statement_id, "sid-1");
+
+  EXPECT_FALSE(table->steal_lock(other, "holder-x", ctx_));
+  EXPECT_TRUE(table->steal_lock(other, "holder-1", ctx_));
+  EXPECT_EQ(table->get_lock("lock#sql", ctx_)->holder, "holder-2");
+  table->release_lock("lock#sql", "holder-1", ctx_);  // no longer the holder: no effect
+  EXPECT_TRUE(table->get_lock("lock#sql", ctx_));
+  table->release_lock("lock#sql", "holder-2", ctx_);
+  EXPECT_FALSE(table->get_lock("lock#sql", ctx_));
+
+  SingletonLock expired{"lock#old", "gone", "", now - 20000, now - 10000};
+  ASSERT_TRUE(table->acquire_lock(expired, now - 20000, ctx_));
+  EXPECT_TRUE(table->acquire_lock({"lock#old", "new", "", now, now + 1000}, now, ctx_))
+      << "an expired lock is free";
+  // Locks live in their own partition: LATEST never sees them.
+  EXPECT_FALSE(table->latest("lock#old", false, ctx_));
+}
+
+TEST_F(StateTableTest, TwentyConcurrentSingletonCallersStartExactlyOne) {
+  auto redshift = std::make_shared<rstasker::testing::FakeRedshiftData>();
+  Config config;
+  config.target = {"cluster-1", "", "dev", "admin", ""};
+  config.table_name = table_;
+  config.region = moto_->region();
+  std::shared_ptr<StateTable> shared_table = std::move(table);
+  auto sfn = std::make_shared<rstasker::testing::FakeStepFunctions>();
+  auto cfn = std::make_shared<rstasker::testing::FakeCfnResponder>();
+  Tasker tasker(config, Dependencies{redshift, shared_table, sfn, cfn});
+
+  auto event = [](int i) {
+    return Json{{"action", "executeSingletonStatement"},
+                {"sqlStatement", "call sp_nightly_load()"},
+                {"executionArn", "arn:aws:states:us-east-1:123456789012:execution:M:run-" +
+                                     std::to_string(i)},
+                {"taskToken", "TOKEN-" + std::to_string(i) + "-xxxxxxxx"}};
+  };
+  std::atomic<int> started{0}, refused{0}, other{0};
+  std::vector<std::string> ids(20);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 20; ++i) {
+    threads.emplace_back([&, i] {
+      try {
+        ids[i] = tasker.handle(event(i), ctx_).value("Id", "");
+        ++started;
+      } catch (const Error& e) {
+        (e.name() == "ConcurrentExecution" ? refused : other)++;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(started.load(), 1);
+  EXPECT_EQ(refused.load(), 19);
+  EXPECT_EQ(other.load(), 0);
+  ASSERT_EQ(redshift->executed().size(), 1u);
+  std::string winner = *std::find_if(ids.begin(), ids.end(), [](auto& s) { return !s.empty(); });
+
+  // Still running: refused. Finished (completion event not yet processed): taken over.
+  EXPECT_THROW(tasker.handle(event(21), ctx_), Error);
+  redshift->set_status(winner, "FINISHED");
+  Json second = tasker.handle(event(22), ctx_);
+  EXPECT_NE(second["Id"], winner);
+
+  // The completion of the second releases the lock: a third starts without any take-over.
+  Json body = {{"source", "aws.redshift-data"},
+               {"detail-type", "Redshift Data Statement Status Change"},
+               {"detail",
+                {{"statementName", second["StatementName"]},
+                 {"statementId", second["Id"]},
+                 {"state", "FINISHED"}}}};
+  Json batch = {{"Records",
+                 {{{"messageId", "m1"}, {"eventSource", "aws:sqs"}, {"body", dump_json(body)}}}}};
+  EXPECT_TRUE(tasker.handle(batch, ctx_)["batchItemFailures"].empty());
+  std::size_t describes_before = 0;
+  for (const auto& c : redshift->calls()) describes_before += c.starts_with("DescribeStatement");
+  EXPECT_NO_THROW(tasker.handle(event(23), ctx_));
+  std::size_t describes_after = 0;
+  for (const auto& c : redshift->calls()) describes_after += c.starts_with("DescribeStatement");
+  EXPECT_EQ(describes_after, describes_before) << "the lock was free: nothing to take over";
+  EXPECT_EQ(sfn->callbacks().size(), 1u);
+}
+
+}  // namespace
+}  // namespace rstasker::tasker

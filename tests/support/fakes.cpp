@@ -1,0 +1,380 @@
+// In-memory service fakes with the same contracts as the real clients.
+#include "support/fakes.hpp"
+
+#include <algorithm>
+
+#include "rstasker/common/deadline.hpp"
+#include "rstasker/common/text.hpp"
+
+namespace rstasker::testing {
+
+using tasker::ClaimResult;
+using tasker::RecordState;
+using tasker::SingletonLock;
+using tasker::StatementKey;
+using tasker::StatementRecord;
+
+// ---- FakeRedshiftData ----
+
+Json FakeRedshiftData::execute(const services::ExecuteRequest& request, const aws::CallContext&) {
+  std::lock_guard lock(mutex_);
+  calls_.push_back((request.sqls.size() > 1 ? "BatchExecuteStatement " : "ExecuteStatement ") +
+                   request.statement_name);
+  if (next_execute_error_) {
+    Error e = *next_execute_error_;
+    next_execute_error_.reset();
+    throw e;
+  }
+  if (!request.client_token.empty()) {
+    if (auto it = by_client_token_.find(request.client_token); it != by_client_token_.end()) {
+      return {{"Id", it->second}, {"CreatedAt", 1.5}};
+    }
+  }
+  executed_.push_back(request);
+  std::string id = random_uuid();
+  statements_[id] = Statement{request.statement_name, "STARTED", ""};
+  if (!request.client_token.empty()) by_client_token_[request.client_token] = id;
+  Json response = {{"Id", id}, {"CreatedAt", 1.5}, {"Database", request.target.database}};
+  if (!request.target.cluster_identifier.empty()) {
+    response["ClusterIdentifier"] = request.target.cluster_identifier;
+  }
+  return response;
+}
+
+Json FakeRedshiftData::describe_statement(const std::string& id, const aws::CallContext&) {
+  std::lock_guard lock(mutex_);
+  calls_.push_back("DescribeStatement " + id);
+  auto it = statements_.find(id);
+  if (it == statements_.end()) {
+    throw Error("ResourceNotFoundException", "Statement " + id + " not found", 400);
+  }
+  Json out = {{"Id", id}, {"Status", it->second.status}};
+  if (!it->second.error.empty()) out["Error"] = it->second.error;
+  return out;
+}
+
+Json FakeRedshiftData::cancel_statement(const std::string& id, const aws::CallContext&) {
+  std::lock_guard lock(mutex_);
+  calls_.push_back("CancelStatement " + id);
+  auto it = statements_.find(id);
+  if (it == statements_.end()) {
+    throw Error("ResourceNotFoundException", "Statement " + id + " not found", 400);
+  }
+  it->second.status = "ABORTED";
+  return {{"Status", true}};
+}
+
+Json FakeRedshiftData::get_statement_result(const std::string& id, const std::string& next_token,
+                                            const aws::CallContext&) {
+  std::lock_guard lock(mutex_);
+  calls_.push_back("GetStatementResult " + id + (next_token.empty() ? "" : " " + next_token));
+  if (!statements_.contains(id)) {
+    throw Error("ResourceNotFoundException", "Statement " + id + " not found", 400);
+  }
+  // Two pages: the first names the token of the second.
+  if (next_token.empty()) {
+    return {{"Records", {{{{"longValue", 1}}}}}, {"TotalNumRows", 2}, {"NextToken", "page-2"}};
+  }
+  return {{"Records", {{{{"longValue", 2}}}}}, {"TotalNumRows", 2}};
+}
+
+Json FakeRedshiftData::list_statements(const services::ListStatementsRequest& request,
+                                       const aws::CallContext&) {
+  std::lock_guard lock(mutex_);
+  calls_.push_back("ListStatements " + request.statement_name);
+  Json statements = Json::array();
+  for (const auto& [id, s] : statements_) {
+    if (s.name.starts_with(request.statement_name)) {
+      statements.push_back({{"Id", id}, {"StatementName", s.name}, {"Status", s.status}});
+    }
+  }
+  return {{"Statements", statements}};
+}
+
+void FakeRedshiftData::set_status(const std::string& id, std::string status, std::string error) {
+  std::lock_guard lock(mutex_);
+  statements_[id].status = std::move(status);
+  statements_[id].error = std::move(error);
+}
+
+void FakeRedshiftData::fail_next_execute(Error error) {
+  std::lock_guard lock(mutex_);
+  next_execute_error_ = std::move(error);
+}
+
+std::vector<std::string> FakeRedshiftData::calls() const {
+  std::lock_guard lock(mutex_);
+  return calls_;
+}
+
+std::vector<services::ExecuteRequest> FakeRedshiftData::executed() const {
+  std::lock_guard lock(mutex_);
+  return executed_;
+}
+
+std::size_t FakeRedshiftData::call_count() const {
+  std::lock_guard lock(mutex_);
+  return calls_.size();
+}
+
+// ---- MemoryStateTable ----
+
+// Called before taking the lock, so an injected delay does not serialise concurrent callers.
+void MemoryStateTable::enter(std::string_view operation, bool writes) {
+  if (before_operation) before_operation(operation);
+  if (writes) ++writes_;
+}
+
+bool MemoryStateTable::insert(const StatementRecord& record, const aws::CallContext&) {
+  enter("insert", true);
+  std::lock_guard lock(mutex_);
+  auto key = std::make_pair(record.key.id, record.key.invocation_id);
+  if (records_.contains(key)) return false;
+  records_[key] = record;
+  return true;
+}
+
+void MemoryStateTable::set_statement_id(const StatementKey& key, const std::string& statement_id,
+                                        const aws::CallContext&) {
+  enter("set_statement_id", true);
+  std::lock_guard lock(mutex_);
+  auto it = records_.find({key.id, key.invocation_id});
+  if (it == records_.end()) throw Error("ConditionalCheckFailedException", "no record", 400);
+  it->second.statement_id = statement_id;
+}
+
+void MemoryStateTable::mark_start_failed(const StatementKey& key, const std::string& reason,
+                                         const aws::CallContext&) {
+  enter("mark_start_failed", true);
+  std::lock_guard lock(mutex_);
+  auto it = records_.find({key.id, key.invocation_id});
+  if (it == records_.end()) throw Error("ConditionalCheckFailedException", "no record", 400);
+  it->second.state = RecordState::kStartFailed;
+  it->second.outcome = reason;
+}
+
+std::optional<StatementRecord> MemoryStateTable::get(const StatementKey& key,
+                                                     const aws::CallContext&) {
+  enter("get", false);
+  std::lock_guard lock(mutex_);
+  auto it = records_.find({key.id, key.invocation_id});
+  if (it == records_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::optional<StatementRecord> MemoryStateTable::latest(const std::string& id, bool started_only,
+                                                        const aws::CallContext&) {
+  enter("latest", false);
+  std::lock_guard lock(mutex_);
+  std::optional<StatementRecord> newest;
+  for (const auto& [key, record] : records_) {  // sorted by key: the last match is the newest
+    if (key.first == id && (!started_only || !record.statement_id.empty())) newest = record;
+  }
+  return newest;
+}
+
+tasker::Claim MemoryStateTable::claim(const StatementKey& key, const std::string& owner,
+                                     std::int64_t lease_until_ms, const aws::CallContext&) {
+  enter("claim", true);
+  std::lock_guard lock(mutex_);
+  tasker::Claim claim;
+  auto it = records_.find({key.id, key.invocation_id});
+  if (it == records_.end()) return claim;  // kMissing
+  StatementRecord& r = it->second;
+  claim.record = r;
+  bool expired_claim = r.state == RecordState::kClaimed && r.claim_until_ms < now_epoch_ms();
+  if (r.state == RecordState::kWaiting || expired_claim) {
+    claim.result = ClaimResult::kClaimed;
+    claim.taken_over = expired_claim;
+    r.state = RecordState::kClaimed;
+    r.claim_owner = owner;
+    r.claim_until_ms = lease_until_ms;
+    return claim;
+  }
+  claim.result =
+      r.state == RecordState::kClaimed ? ClaimResult::kHeldByOther : ClaimResult::kAlreadyDone;
+  return claim;
+}
+
+bool MemoryStateTable::release_claim(const StatementKey& key, const std::string& owner,
+                                     const aws::CallContext&) {
+  enter("release_claim", true);
+  std::lock_guard lock(mutex_);
+  auto it = records_.find({key.id, key.invocation_id});
+  if (it == records_.end() || it->second.state != RecordState::kClaimed ||
+      it->second.claim_owner != owner) {
+    return false;
+  }
+  it->second.state = RecordState::kWaiting;
+  it->second.claim_owner.clear();
+  it->second.claim_until_ms = 0;
+  return true;
+}
+
+bool MemoryStateTable::finish(const StatementKey& key, const std::string& owner,
+                              const std::string& outcome, const aws::CallContext&) {
+  enter("finish", true);
+  std::lock_guard lock(mutex_);
+  auto it = records_.find({key.id, key.invocation_id});
+  if (it == records_.end() || it->second.state != RecordState::kClaimed ||
+      it->second.claim_owner != owner) {
+    return false;
+  }
+  it->second.state = RecordState::kDone;
+  it->second.outcome = outcome;
+  return true;
+}
+
+std::vector<StatementRecord> MemoryStateTable::waiting_before(std::int64_t cutoff_ms,
+                                                              std::size_t limit,
+                                                              const aws::CallContext&) {
+  enter("waiting_before", false);
+  std::lock_guard lock(mutex_);
+  std::vector<StatementRecord> out;
+  for (const auto& [key, r] : records_) {
+    bool waiting = r.tracked() && (r.state == RecordState::kWaiting ||
+                                   r.state == RecordState::kClaimed);
+    if (waiting && r.created_at_ms <= cutoff_ms) out.push_back(r);
+  }
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.created_at_ms < b.created_at_ms; });
+  if (out.size() > limit) out.resize(limit);
+  return out;
+}
+
+bool MemoryStateTable::acquire_lock(const SingletonLock& lock_value, std::int64_t now_ms,
+                                    const aws::CallContext&) {
+  enter("acquire_lock", true);
+  std::lock_guard lock(mutex_);
+  auto it = locks_.find(lock_value.key);
+  if (it != locks_.end() && it->second.expires_at_ms >= now_ms) return false;
+  locks_[lock_value.key] = lock_value;
+  return true;
+}
+
+bool MemoryStateTable::steal_lock(const SingletonLock& lock_value,
+                                  const std::string& expected_holder, const aws::CallContext&) {
+  enter("steal_lock", true);
+  std::lock_guard lock(mutex_);
+  auto it = locks_.find(lock_value.key);
+  if (it == locks_.end() || it->second.holder != expected_holder) return false;
+  it->second = lock_value;
+  return true;
+}
+
+std::optional<SingletonLock> MemoryStateTable::get_lock(const std::string& key,
+                                                        const aws::CallContext&) {
+  enter("get_lock", false);
+  std::lock_guard lock(mutex_);
+  auto it = locks_.find(key);
+  if (it == locks_.end()) return std::nullopt;
+  return it->second;
+}
+
+void MemoryStateTable::set_lock_statement(const std::string& key, const std::string& holder,
+                                          const std::string& statement_id,
+                                          const aws::CallContext&) {
+  enter("set_lock_statement", true);
+  std::lock_guard lock(mutex_);
+  auto it = locks_.find(key);
+  if (it != locks_.end() && it->second.holder == holder) it->second.statement_id = statement_id;
+}
+
+void MemoryStateTable::release_lock(const std::string& key, const std::string& holder,
+                                    const aws::CallContext&) {
+  enter("release_lock", true);
+  std::lock_guard lock(mutex_);
+  auto it = locks_.find(key);
+  if (it != locks_.end() && it->second.holder == holder) locks_.erase(it);
+}
+
+std::vector<StatementRecord> MemoryStateTable::records() const {
+  std::lock_guard lock(mutex_);
+  std::vector<StatementRecord> out;
+  for (const auto& [key, r] : records_) out.push_back(r);
+  return out;
+}
+
+std::vector<SingletonLock> MemoryStateTable::locks() const {
+  std::lock_guard lock(mutex_);
+  std::vector<SingletonLock> out;
+  for (const auto& [key, l] : locks_) out.push_back(l);
+  return out;
+}
+
+std::size_t MemoryStateTable::write_count() const { return writes_; }
+
+// ---- FakeStepFunctions ----
+
+void FakeStepFunctions::record(Callback callback) {
+  std::lock_guard lock(mutex_);
+  if (auto it = failures_.find(callback.task_token); it != failures_.end()) throw it->second;
+  if (closed_.contains(callback.task_token)) {
+    throw Error("TaskTimedOut", "Task Timed Out: 'Provided task does not exist anymore'", 400);
+  }
+  if (callback.kind == "heartbeat") {
+    ++heartbeats_;
+    return;
+  }
+  closed_.insert(callback.task_token);
+  callbacks_.push_back(std::move(callback));
+}
+
+void FakeStepFunctions::send_task_success(const std::string& task_token, const std::string& output,
+                                          const aws::CallContext&) {
+  record({"success", task_token, output, "", ""});
+}
+
+void FakeStepFunctions::send_task_failure(const std::string& task_token, const std::string& error,
+                                          const std::string& cause, const aws::CallContext&) {
+  record({"failure", task_token, "", error, cause});
+}
+
+void FakeStepFunctions::send_task_heartbeat(const std::string& task_token,
+                                            const aws::CallContext&) {
+  record({"heartbeat", task_token, "", "", ""});
+}
+
+void FakeStepFunctions::fail_token(const std::string& task_token, Error error) {
+  std::lock_guard lock(mutex_);
+  failures_.insert_or_assign(task_token, std::move(error));
+}
+
+void FakeStepFunctions::clear_failure(const std::string& task_token) {
+  std::lock_guard lock(mutex_);
+  failures_.erase(task_token);
+}
+
+std::size_t FakeStepFunctions::heartbeat_count() const {
+  std::lock_guard lock(mutex_);
+  return heartbeats_;
+}
+
+std::vector<FakeStepFunctions::Callback> FakeStepFunctions::callbacks() const {
+  std::lock_guard lock(mutex_);
+  return callbacks_;
+}
+
+// ---- FakeCfnResponder ----
+
+void FakeCfnResponder::send(const std::string& response_url, const std::string& body,
+                            const aws::CallContext&) {
+  std::lock_guard lock(mutex_);
+  if (failures_left_ > 0) {
+    --failures_left_;
+    throw Error("HttpError503", "response receiver unavailable", 503, true);
+  }
+  responses_.push_back({response_url, Json::parse(body)});
+}
+
+void FakeCfnResponder::fail_next(int count) {
+  std::lock_guard lock(mutex_);
+  failures_left_ = count;
+}
+
+std::vector<FakeCfnResponder::Response> FakeCfnResponder::responses() const {
+  std::lock_guard lock(mutex_);
+  return responses_;
+}
+
+}  // namespace rstasker::testing

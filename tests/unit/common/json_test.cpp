@@ -1,0 +1,90 @@
+// Bounded JSON parsing and text helpers.
+#include <gtest/gtest.h>
+
+#include "rstasker/common/error.hpp"
+#include "rstasker/common/json.hpp"
+#include "rstasker/common/text.hpp"
+
+namespace rstasker {
+namespace {
+
+Error parse_error(std::string_view text) {
+  try {
+    parse_json(text, "the event", error_names::kInvalidRequest);
+  } catch (const Error& e) {
+    return e;
+  }
+  ADD_FAILURE() << "no error for " << text;
+  return Error("none", "");
+}
+
+TEST(ParseJson, AcceptsDocumentsWithinTheLimits) {
+  Json value = parse_json(R"({"a":[1,2,{"b":"ü"}]})", "x", error_names::kInvalidRequest);
+  EXPECT_EQ(value["a"][2]["b"], "ü");
+  std::string nested(kMaxJsonDepth - 1, '[');
+  nested += std::string(kMaxJsonDepth - 1, ']');
+  EXPECT_NO_THROW(parse_json(nested, "x", error_names::kInvalidRequest));
+}
+
+TEST(ParseJson, RejectsTruncatedDocumentsByName) {
+  Error e = parse_error("[1,2");
+  EXPECT_EQ(e.name(), "InvalidRequest");
+  EXPECT_NE(e.message().find("the event is not valid JSON"), std::string::npos) << e.message();
+}
+
+TEST(ParseJson, RejectsAbsurdNestingWithoutRecursing) {
+  std::string deep(200000, '[');
+  Error e = parse_error(deep);
+  EXPECT_EQ(e.name(), "InvalidRequest");
+  EXPECT_NE(e.message().find("nested deeper than"), std::string::npos) << e.message();
+  std::string objects;
+  for (int i = 0; i < 100; ++i) objects += R"({"a":)";
+  EXPECT_NE(parse_error(objects).message().find("nested deeper"), std::string::npos);
+}
+
+TEST(ParseJson, RejectsInvalidUtf8) {
+  Error e = parse_error("{\"sqlStatement\":\"select '\xff\xfe'\"}");
+  EXPECT_EQ(e.name(), "InvalidRequest");
+  EXPECT_NE(e.message().find("UTF-8"), std::string::npos) << e.message();
+}
+
+TEST(ParseJson, RejectsEmptyInput) { EXPECT_EQ(parse_error("").name(), "InvalidRequest"); }
+
+TEST(DumpJson, ReplacesInvalidUtf8InsteadOfThrowing) {
+  Json value = std::string("bad \xff byte");
+  EXPECT_EQ(dump_json(value), "\"bad \xEF\xBF\xBD byte\"");
+}
+
+TEST(Truncate, KeepsShortTextAndCutsOnCodePointBoundaries) {
+  EXPECT_EQ(truncate_utf8_chars("abc", 3), "abc");
+  EXPECT_EQ(truncate_utf8_chars("abcdef", 5), "ab...");
+  // Four two-byte characters; a byte limit of 6 must not split the third.
+  std::string umlauts = "äöüß";
+  std::string cut = truncate_utf8_bytes(umlauts, 6, "");
+  EXPECT_EQ(cut, "äöü");
+  std::string cut_marker = truncate_utf8_bytes(umlauts, 7, "..");
+  EXPECT_EQ(cut_marker, "äö..");
+  EXPECT_TRUE(is_valid_utf8(cut_marker));
+  EXPECT_EQ(truncate_utf8_chars(umlauts, 3, "…"), "äö…");
+}
+
+TEST(Utf8, ValidatesSequences) {
+  EXPECT_TRUE(is_valid_utf8("plain ascii"));
+  EXPECT_TRUE(is_valid_utf8("ሴ 😀"));
+  EXPECT_FALSE(is_valid_utf8("\xC0\xAF"));  // overlong '/'
+  EXPECT_FALSE(is_valid_utf8("\xED\xA0\x80"));  // surrogate
+  EXPECT_FALSE(is_valid_utf8("\xE1\x88"));  // truncated
+  EXPECT_FALSE(is_valid_utf8("\xFF"));
+}
+
+TEST(Uuid, IsVersion4AndUnique) {
+  std::string a = random_uuid();
+  std::string b = random_uuid();
+  ASSERT_EQ(a.size(), 36u);
+  EXPECT_EQ(a[14], '4');
+  EXPECT_NE(std::string("89ab").find(a[19]), std::string::npos);
+  EXPECT_NE(a, b);
+}
+
+}  // namespace
+}  // namespace rstasker

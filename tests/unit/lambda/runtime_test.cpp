@@ -1,0 +1,361 @@
+// The runtime loop against the fake Runtime API: what it posts for each kind of handler outcome,
+// and how it behaves when the API misbehaves or goes away.
+#include "rstasker/lambda/runtime.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+
+#include "rstasker/common/error.hpp"
+#include "rstasker/common/json.hpp"
+#include "rstasker/common/log.hpp"
+#include "support/paths.hpp"
+#include "support/runtime_api_server.hpp"
+
+namespace rstasker::lambda {
+namespace {
+
+using rstasker::testing::FakeInvocation;
+using rstasker::testing::PostedOutcome;
+using rstasker::testing::RuntimeApiServer;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// A transport fit for GET /next: no timeout of its own.
+std::shared_ptr<aws::HttpTransport> long_poll_transport() {
+  aws::CurlOptions options;
+  options.request_timeout = std::chrono::milliseconds(0);
+  return aws::make_curl_transport(options);
+}
+
+FakeInvocation invocation(std::string request_id, std::string payload = "{}") {
+  FakeInvocation fake;
+  fake.request_id = std::move(request_id);
+  fake.payload = std::move(payload);
+  return fake;
+}
+
+// What a handler saw, copied out of the loop's thread.
+struct Seen {
+  Invocation invocation;
+  std::optional<std::string> trace_env;  // _X_AMZN_TRACE_ID during the handler
+};
+
+class RuntimeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    unsetenv("_X_AMZN_TRACE_ID");
+    previous_logger_ = spdlog::default_logger();
+    log_ = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(1000);
+    log_->set_pattern("%l %v");
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>("runtime_test", log_));
+  }
+
+  void TearDown() override {
+    stop_runtime();
+    spdlog::set_default_logger(previous_logger_);
+    unsetenv("_X_AMZN_TRACE_ID");
+  }
+
+  // Runs the loop on its own thread; `respond` computes the response of each invocation.
+  void start(std::function<std::string(const Invocation&)> respond) {
+    runtime_ = std::thread([this, respond = std::move(respond)] {
+      exit_code_ = run(client_, [&](const Invocation& invocation) {
+        {
+          std::lock_guard lock(mutex_);
+          const char* trace = std::getenv("_X_AMZN_TRACE_ID");
+          seen_.push_back({invocation, trace ? std::optional<std::string>(trace) : std::nullopt});
+        }
+        return respond(invocation);
+      });
+    });
+  }
+
+  // Makes the Runtime API go away and waits for the loop to end; returns its exit code.
+  int stop_runtime() {
+    server_.stop();
+    if (runtime_.joinable()) runtime_.join();
+    return exit_code_;
+  }
+
+  std::vector<Seen> seen() {
+    std::lock_guard lock(mutex_);
+    return seen_;
+  }
+
+  std::string log_text() {
+    std::string text;
+    for (const std::string& line : log_->last_formatted()) text += line;
+    return text;
+  }
+
+  // The outcome of `request_id`, failing the test when none arrives.
+  PostedOutcome outcome_of(const std::string& request_id) {
+    auto outcome = server_.wait_for_outcome(request_id);
+    if (!outcome) {
+      ADD_FAILURE() << "no outcome posted for " << request_id;
+      return {};
+    }
+    return *outcome;
+  }
+
+  static Json parse(const std::string& body) { return Json::parse(body); }
+
+  RuntimeApiServer server_;
+  RuntimeClient client_{server_.address(), long_poll_transport()};
+
+ private:
+  std::shared_ptr<spdlog::logger> previous_logger_;
+  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> log_;
+  std::thread runtime_;
+  int exit_code_ = -1;
+  std::mutex mutex_;
+  std::vector<Seen> seen_;
+};
+
+TEST_F(RuntimeTest, PostsTheResponseAndPassesTheInvocationDetails) {
+  std::int64_t deadline = now_epoch_ms() + 120'000;
+  FakeInvocation fake = invocation("req-1", R"({"action":"describeStatement"})");
+  fake.deadline_epoch_ms = deadline;
+  fake.function_arn = "arn:aws:lambda:eu-west-1:111122223333:function:tasker";
+  fake.trace_id = "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1";
+  server_.enqueue(fake);
+  start([](const Invocation& invocation) { return "echo:" + invocation.payload; });
+
+  PostedOutcome outcome = outcome_of("req-1");
+  EXPECT_EQ(outcome.kind, PostedOutcome::Kind::kResponse);
+  EXPECT_EQ(outcome.body, R"(echo:{"action":"describeStatement"})");
+  EXPECT_EQ(outcome.error_type, "");
+
+  auto seen = this->seen();
+  ASSERT_EQ(seen.size(), 1u);
+  const Invocation& invocation = seen[0].invocation;
+  EXPECT_EQ(invocation.request_id, "req-1");
+  EXPECT_EQ(invocation.deadline_epoch_ms, deadline);
+  EXPECT_FALSE(invocation.deadline.unbounded());
+  EXPECT_GT(invocation.deadline.remaining().count(), 100'000);
+  EXPECT_LE(invocation.deadline.remaining().count(), 120'000);
+  EXPECT_EQ(invocation.function_arn, "arn:aws:lambda:eu-west-1:111122223333:function:tasker");
+  EXPECT_EQ(invocation.trace_id, "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1");
+  EXPECT_EQ(seen[0].trace_env, "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1");
+  EXPECT_EQ(stop_runtime(), 0);
+}
+
+TEST_F(RuntimeTest, TagsLogLinesWithTheRequestIdOnlyDuringTheInvocation) {
+  // The project's own log format, written to stderr, which the test diverts into a file.
+  std::filesystem::path file = std::filesystem::temp_directory_path() /
+                               ("runtime_test_log_" + std::to_string(getpid()) + ".txt");
+  std::fflush(stderr);
+  int saved_stderr = dup(STDERR_FILENO);
+  std::FILE* sink = std::fopen(file.c_str(), "w");
+  ASSERT_NE(sink, nullptr);
+  dup2(fileno(sink), STDERR_FILENO);
+  log::init({.level = spdlog::level::info, .format = log::Format::kText});
+
+  server_.enqueue(invocation("req-log"));
+  start([](const Invocation&) {
+    spdlog::info("inside the handler");
+    return "{}";
+  });
+  outcome_of("req-log");
+  EXPECT_EQ(stop_runtime(), 0);
+
+  std::fflush(stderr);
+  dup2(saved_stderr, STDERR_FILENO);
+  close(saved_stderr);
+  std::fclose(sink);
+  std::string text = rstasker::testing::read_file(file);
+  std::filesystem::remove(file);
+  EXPECT_THAT(text, HasSubstr(" INFO req-log inside the handler\n"));
+  EXPECT_THAT(text, HasSubstr(" WARN - Lambda Runtime API at "));
+}
+
+TEST_F(RuntimeTest, ClearsTheTraceIdWhenAnInvocationHasNone) {
+  FakeInvocation traced = invocation("traced");
+  traced.trace_id = "Root=1-aaaaaaaa-bbbbbbbbbbbbbbbbbbbbbbbb";
+  server_.enqueue(traced);
+  server_.enqueue(invocation("untraced"));
+  start([](const Invocation&) { return "{}"; });
+
+  outcome_of("untraced");
+  auto seen = this->seen();
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0].trace_env, "Root=1-aaaaaaaa-bbbbbbbbbbbbbbbbbbbbbbbb");
+  EXPECT_EQ(seen[1].invocation.trace_id, "");
+  EXPECT_EQ(seen[1].trace_env, std::nullopt);
+}
+
+TEST_F(RuntimeTest, ReportsAnErrorByItsName) {
+  server_.enqueue(invocation("busy"));
+  start([](const Invocation&) -> std::string {
+    throw Error(error_names::kConcurrentExecution, "another statement is running");
+  });
+
+  PostedOutcome outcome = outcome_of("busy");
+  EXPECT_EQ(outcome.kind, PostedOutcome::Kind::kError);
+  EXPECT_EQ(outcome.error_type, "ConcurrentExecution");
+  Json body = parse(outcome.body);
+  EXPECT_EQ(body["errorType"], "ConcurrentExecution");
+  EXPECT_EQ(body["errorMessage"], "another statement is running");
+  EXPECT_EQ(body["stackTrace"], Json::array());
+}
+
+TEST_F(RuntimeTest, ReportsAStandardExceptionAsInternalError) {
+  server_.enqueue(invocation("broken"));
+  start([](const Invocation&) -> std::string { throw std::runtime_error("map::at"); });
+
+  PostedOutcome outcome = outcome_of("broken");
+  EXPECT_EQ(outcome.kind, PostedOutcome::Kind::kError);
+  EXPECT_EQ(outcome.error_type, "InternalError");
+  Json body = parse(outcome.body);
+  EXPECT_EQ(body["errorType"], "InternalError");
+  EXPECT_EQ(body["errorMessage"], "map::at");
+}
+
+TEST_F(RuntimeTest, ReportsAnythingElseThrownAsInternalErrorAndKeepsServing) {
+  server_.enqueue(invocation("weird"));
+  server_.enqueue(invocation("fine"));
+  start([](const Invocation& invocation) -> std::string {
+    if (invocation.request_id == "weird") throw 42;
+    return R"({"ok":true})";
+  });
+
+  PostedOutcome weird = outcome_of("weird");
+  EXPECT_EQ(weird.kind, PostedOutcome::Kind::kError);
+  EXPECT_EQ(weird.error_type, "InternalError");
+  EXPECT_THAT(parse(weird.body)["errorMessage"].get<std::string>(),
+              HasSubstr("not a std::exception"));
+  PostedOutcome fine = outcome_of("fine");
+  EXPECT_EQ(fine.kind, PostedOutcome::Kind::kResponse);
+  EXPECT_EQ(fine.body, R"({"ok":true})");
+}
+
+TEST_F(RuntimeTest, ErrorBodyStaysValidJsonWhateverTheMessageHolds) {
+  server_.enqueue(invocation("bytes"));
+  start([](const Invocation&) -> std::string {
+    throw std::runtime_error("bad \xff byte, \"quotes\" and a\nnewline");
+  });
+
+  PostedOutcome outcome = outcome_of("bytes");
+  Json body = parse(outcome.body);
+  EXPECT_THAT(body["errorMessage"].get<std::string>(), HasSubstr("\"quotes\" and a\nnewline"));
+}
+
+TEST_F(RuntimeTest, ReplacesAnOversizedResponseByResponseTooLargeAndKeepsServing) {
+  server_.enqueue(invocation("huge"));
+  server_.enqueue(invocation("small"));
+  start([](const Invocation& invocation) -> std::string {
+    if (invocation.request_id == "huge") return std::string(kMaxResponseBytes + 1, 'x');
+    return "{}";
+  });
+
+  PostedOutcome huge = outcome_of("huge");
+  EXPECT_EQ(huge.kind, PostedOutcome::Kind::kError);
+  EXPECT_EQ(huge.error_type, "ResponseTooLarge");
+  EXPECT_LT(huge.body.size(), 1024u);
+  std::string message = parse(huge.body)["errorMessage"];
+  EXPECT_THAT(message, HasSubstr(std::to_string(kMaxResponseBytes + 1)));
+  EXPECT_THAT(message, HasSubstr(std::to_string(kMaxResponseBytes)));
+
+  PostedOutcome small = outcome_of("small");
+  EXPECT_EQ(small.kind, PostedOutcome::Kind::kResponse);
+  EXPECT_EQ(small.body, "{}");
+  // Nothing oversized was ever sent.
+  for (const PostedOutcome& outcome : server_.outcomes()) EXPECT_LT(outcome.body.size(), 1024u);
+}
+
+TEST_F(RuntimeTest, AResponseOfExactlyTheLimitIsPosted) {
+  server_.enqueue(invocation("full"));
+  start([](const Invocation&) { return std::string(kMaxResponseBytes, 'x'); });
+
+  PostedOutcome outcome = outcome_of("full");
+  EXPECT_EQ(outcome.kind, PostedOutcome::Kind::kResponse);
+  EXPECT_EQ(outcome.status, 202);
+  EXPECT_EQ(outcome.body.size(), kMaxResponseBytes);
+}
+
+TEST_F(RuntimeTest, ShutsDownCleanlyWhenTheRuntimeApiGoesAway) {
+  server_.enqueue(invocation("last"));
+  start([](const Invocation&) { return "{}"; });
+  outcome_of("last");
+
+  std::string address = server_.address();
+  EXPECT_EQ(stop_runtime(), 0);
+  EXPECT_THAT(log_text(), HasSubstr("warning Lambda Runtime API at " + address + " is gone ("));
+  EXPECT_THAT(log_text(), HasSubstr("); shutting down"));
+}
+
+TEST_F(RuntimeTest, ReportsAnInitErrorWithItsType) {
+  {
+    // Its own client, closed before the server stops (as the process would exit).
+    RuntimeClient client(server_.address(), long_poll_transport());
+    client.post_init_error(error_names::kConfigurationError, "DDB_TABLE_NAME is not set");
+  }
+
+  auto outcome = server_.wait_for_init_error();
+  ASSERT_TRUE(outcome.has_value());
+  EXPECT_EQ(outcome->kind, PostedOutcome::Kind::kInitError);
+  EXPECT_EQ(outcome->error_type, "ConfigurationError");
+  Json body = parse(outcome->body);
+  EXPECT_EQ(body, (Json{{"errorMessage", "DDB_TABLE_NAME is not set"},
+                        {"errorType", "ConfigurationError"},
+                        {"stackTrace", Json::array()}}));
+}
+
+TEST_F(RuntimeTest, SkipsAnInvocationWithoutRequestId) {
+  server_.enqueue(invocation("", R"({"orphan":true})"));
+  server_.enqueue(invocation("after", R"({"orphan":false})"));
+  start([](const Invocation& invocation) { return invocation.payload; });
+
+  PostedOutcome after = outcome_of("after");
+  EXPECT_EQ(after.body, R"({"orphan":false})");
+  auto seen = this->seen();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].invocation.request_id, "after");
+  EXPECT_EQ(server_.outcomes().size(), 1u);
+  EXPECT_THAT(log_text(), HasSubstr("error skipping an invocation"));
+  EXPECT_THAT(log_text(), HasSubstr("Lambda-Runtime-Aws-Request-Id"));
+}
+
+TEST_F(RuntimeTest, KeepsServingWhenThePostIsRefused) {
+  server_.set_post_status(413);
+  server_.enqueue(invocation("refused"));
+  start([](const Invocation&) { return R"({"n":1})"; });
+  EXPECT_EQ(outcome_of("refused").status, 413);
+
+  server_.set_post_status(202);
+  server_.enqueue(invocation("accepted"));
+  PostedOutcome accepted = outcome_of("accepted");
+  EXPECT_EQ(accepted.status, 202);
+  EXPECT_EQ(accepted.body, R"({"n":1})");
+  EXPECT_THAT(log_text(), HasSubstr("could not report the outcome of invocation refused"));
+  EXPECT_THAT(log_text(), HasSubstr("HTTP 413"));
+}
+
+TEST_F(RuntimeTest, ShutsDownWhenTheRuntimeApiWasNeverThere) {
+  RuntimeApiServer gone;
+  std::string address = gone.address();
+  gone.stop();
+  RuntimeClient client(address, long_poll_transport());
+
+  bool handled = false;
+  EXPECT_EQ(run(client,
+                [&](const Invocation&) {
+                  handled = true;
+                  return "{}";
+                }),
+            0);
+  EXPECT_FALSE(handled);
+  EXPECT_THAT(log_text(), HasSubstr("Lambda Runtime API at " + address + " is gone"));
+  EXPECT_THAT(log_text(), Not(HasSubstr("error ")));
+}
+
+}  // namespace
+}  // namespace rstasker::lambda

@@ -1,0 +1,388 @@
+// Completion batches over in-memory fakes: exactly one callback per statement, whatever the
+// duplication, concurrency or crash point; exactly the failed records reported for retry.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "rstasker/common/error.hpp"
+#include "rstasker/tasker/tasker.hpp"
+#include "support/fakes.hpp"
+#include "support/paths.hpp"
+
+namespace rstasker::tasker {
+namespace {
+
+using rstasker::testing::FakeCfnResponder;
+using rstasker::testing::FakeRedshiftData;
+using rstasker::testing::FakeStepFunctions;
+using rstasker::testing::MemoryStateTable;
+
+// Thrown by the fault hook: not an rstasker::Error, so nothing catches it on the way out, as if
+// the process had died at that step.
+struct SimulatedCrash {
+  std::string step;
+};
+
+Config test_config() {
+  Config c;
+  c.target = {"cluster-1", "", "dev", "admin", ""};
+  c.table_name = "state";
+  c.region = "eu-west-1";
+  return c;
+}
+
+struct World {
+  std::shared_ptr<FakeRedshiftData> redshift = std::make_shared<FakeRedshiftData>();
+  std::shared_ptr<MemoryStateTable> state = std::make_shared<MemoryStateTable>();
+  std::shared_ptr<FakeStepFunctions> sfn = std::make_shared<FakeStepFunctions>();
+  std::shared_ptr<FakeCfnResponder> cfn = std::make_shared<FakeCfnResponder>();
+
+  // A fresh tasker over the same services: a new Lambda sandbox.
+  std::unique_ptr<Tasker> tasker(CompletionOptions options = {}) {
+    return std::make_unique<Tasker>(test_config(), Dependencies{redshift, state, sfn, cfn},
+                                    std::move(options));
+  }
+};
+
+aws::CallContext ctx(std::chrono::milliseconds left = std::chrono::seconds(30)) {
+  return {Deadline::after(left), {}};
+}
+
+std::string arn(int i) {
+  return "arn:aws:states:eu-west-1:012345678910:execution:Machine:run-" + std::to_string(i);
+}
+
+Json completion_body(const std::string& name, const std::string& id, const std::string& state) {
+  return {{"version", "0"},
+          {"id", "e-" + id},
+          {"detail-type", "Redshift Data Statement Status Change"},
+          {"source", "aws.redshift-data"},
+          {"account", "012345678910"},
+          {"time", "2026-11-01T21:14:26Z"},
+          {"region", "eu-west-1"},
+          {"resources", Json::array()},
+          {"detail",
+           {{"principal", "p"},
+            {"statementName", name},
+            {"statementId", id},
+            {"redshiftQueryId", -1},
+            {"state", state},
+            {"rows", 1},
+            {"expireAt", 1793740466}}}};
+}
+
+Json record(const std::string& message_id, const Json& body) {
+  return {{"messageId", message_id},
+          {"receiptHandle", "rh-" + message_id},
+          {"body", dump_json(body)},
+          {"eventSource", "aws:sqs"},
+          {"attributes", {{"ApproximateReceiveCount", "1"}}}};
+}
+
+Json batch(std::vector<Json> records) { return {{"Records", records}}; }
+
+std::vector<std::string> failed_ids(const Json& response) {
+  std::vector<std::string> ids;
+  for (const auto& f : response.at("batchItemFailures")) ids.push_back(f.at("itemIdentifier"));
+  return ids;
+}
+
+struct Started {
+  std::string name;
+  std::string id;
+  std::string token;
+};
+
+Started start(Tasker& tasker, int i, const char* action = "executeStatement") {
+  std::string token = "TOKEN-" + std::to_string(i) + "-abcdef";
+  Json out = tasker.handle({{"action", action},
+                            {"sqlStatement", "call sp(" + std::to_string(i) + ")"},
+                            {"executionArn", arn(i)},
+                            {"taskToken", token}},
+                           ctx());
+  return {out["StatementName"], out["Id"], token};
+}
+
+TEST(Completions, FinishedCallsBackOnceWithTheEventAsOutput) {
+  World w;
+  auto tasker = w.tasker();
+  Started s = start(*tasker, 1);
+  Json body = completion_body(s.name, s.id, "FINISHED");
+  Json response = tasker->handle(batch({record("m1", body)}), ctx());
+  EXPECT_TRUE(failed_ids(response).empty());
+  auto callbacks = w.sfn->callbacks();
+  ASSERT_EQ(callbacks.size(), 1u);
+  EXPECT_EQ(callbacks[0].kind, "success");
+  EXPECT_EQ(callbacks[0].task_token, s.token);
+  EXPECT_EQ(Json::parse(callbacks[0].output), body);
+  EXPECT_EQ(w.state->records()[0].state, RecordState::kDone);
+  EXPECT_EQ(w.state->records()[0].outcome, "FINISHED");
+}
+
+TEST(Completions, FailedCallsBackFailedWithTheDataApiErrorInTheCause) {
+  World w;
+  auto tasker = w.tasker();
+  Started s = start(*tasker, 2);
+  w.redshift->set_status(s.id, "FAILED", "ERROR: relation \"nope\" does not exist");
+  tasker->handle(batch({record("m1", completion_body(s.name, s.id, "FAILED"))}), ctx());
+  auto callbacks = w.sfn->callbacks();
+  ASSERT_EQ(callbacks.size(), 1u);
+  EXPECT_EQ(callbacks[0].kind, "failure");
+  EXPECT_EQ(callbacks[0].error, "FAILED");
+  Json cause = Json::parse(callbacks[0].cause);
+  EXPECT_EQ(cause["state"], "FAILED");
+  EXPECT_EQ(cause["statementId"], s.id);
+  EXPECT_EQ(cause["statementName"], s.name);
+  EXPECT_EQ(cause["error"], "ERROR: relation \"nope\" does not exist");
+}
+
+TEST(Completions, HugeErrorTextsStayWithinTheCauseLimit) {
+  Outcome o;
+  o.status = services::StatementStatus::kFailed;
+  o.statement_id = "id";
+  o.statement_name = "name";
+  o.error = std::string(100000, '"');  // every character doubles when escaped
+  std::string cause = failure_cause(o);
+  EXPECT_LE(cause.size(), services::kMaxTaskCauseChars);
+  EXPECT_EQ(Json::parse(cause)["state"], "FAILED");
+}
+
+TEST(Completions, EventsThatAreNotOursAreAcknowledged) {
+  World w;
+  auto tasker = w.tasker();
+  Json foreign = completion_body("someone-elses-statement", "x", "FINISHED");
+  Json unknown = completion_body(arn(9) + ":1793654066.123456", "y", "FINISHED");
+  Json s3 = {{"source", "aws.s3"}, {"detail-type", "Object Created"}, {"detail", Json::object()}};
+  Json response = tasker->handle(
+      batch({record("a", foreign), record("b", unknown), record("c", s3),
+             {{"messageId", "d"}, {"body", "not json"}, {"eventSource", "aws:sqs"}}}),
+      ctx());
+  EXPECT_TRUE(failed_ids(response).empty());
+  EXPECT_TRUE(w.sfn->callbacks().empty());
+}
+
+TEST(Completions, SharedEventFilesGetTheDocumentedOutcome) {
+  auto shared = rstasker::testing::shared_dir();
+  if (!shared) GTEST_SKIP() << "../shared is absent (a user's clone): nothing to read";
+  World w;
+  auto tasker = w.tasker();
+  for (const char* file : {"sqs-not-ours.json", "sqs-mixed-batch.json", "sqs-completion-finished.json",
+                           "sqs-completion-failed.json", "sqs-completion-aborted.json"}) {
+    Json event = Json::parse(rstasker::testing::read_file(*shared / "events" / file));
+    Json response = tasker->handle(event, ctx());
+    // No record exists for their statements: all acknowledged, none retried, nothing called.
+    EXPECT_TRUE(failed_ids(response).empty()) << file;
+  }
+  EXPECT_TRUE(w.sfn->callbacks().empty());
+}
+
+TEST(Completions, OnlyTheRecordWhoseCallbackFailsIsRetried) {
+  World w;
+  auto tasker = w.tasker();
+  Started a = start(*tasker, 1), b = start(*tasker, 2), c = start(*tasker, 3);
+  w.sfn->fail_token(b.token, Error("ServiceUnavailable", "try later", 503, true));
+  Json response = tasker->handle(batch({record("ma", completion_body(a.name, a.id, "FINISHED")),
+                                        record("mb", completion_body(b.name, b.id, "FINISHED")),
+                                        record("mc", completion_body(c.name, c.id, "FINISHED"))}),
+                                 ctx());
+  EXPECT_EQ(failed_ids(response), std::vector<std::string>{"mb"});
+  EXPECT_EQ(w.sfn->callbacks().size(), 2u);
+  // The failed one went back to WAITING, so the redelivery completes it at once.
+  w.sfn->clear_failure(b.token);
+  Json again = tasker->handle(batch({record("mb", completion_body(b.name, b.id, "FINISHED"))}),
+                              ctx());
+  EXPECT_TRUE(failed_ids(again).empty());
+  EXPECT_EQ(w.sfn->callbacks().size(), 3u);
+}
+
+TEST(Completions, AGoneWaiterIsFinalNotRetried) {
+  World w;
+  auto tasker = w.tasker();
+  Started s = start(*tasker, 1);
+  w.sfn->fail_token(s.token, Error("TaskTimedOut", "Task Timed Out", 400));
+  Json response =
+      tasker->handle(batch({record("m", completion_body(s.name, s.id, "ABORTED"))}), ctx());
+  EXPECT_TRUE(failed_ids(response).empty());
+  EXPECT_EQ(w.state->records()[0].state, RecordState::kDone);
+}
+
+TEST(Completions, DuplicatesInOneBatchAcrossBatchesAndConcurrentInvocationsCallBackOnce) {
+  World w;
+  auto tasker = w.tasker();
+  std::vector<Started> started;
+  for (int i = 0; i < 6; ++i) started.push_back(start(*tasker, i));
+  auto rec = [&](const Started& s, int copy) {
+    return record(s.id + "-" + std::to_string(copy), completion_body(s.name, s.id, "FINISHED"));
+  };
+  // Each completion three times in one batch.
+  Json response = tasker->handle(batch({rec(started[0], 0), rec(started[0], 1), rec(started[0], 2)}),
+                                 ctx());
+  EXPECT_TRUE(failed_ids(response).empty());
+  // Three times in three batches, one after another.
+  for (int copy = 0; copy < 3; ++copy) tasker->handle(batch({rec(started[1], copy)}), ctx());
+  // Three times at once, from three sandboxes.
+  for (int i = 2; i < 6; ++i) {
+    std::vector<std::thread> threads;
+    std::vector<Json> responses(3);
+    for (int copy = 0; copy < 3; ++copy) {
+      threads.emplace_back([&, copy] {
+        auto sandbox = w.tasker();
+        responses[copy] = sandbox->handle(batch({rec(started[i], copy)}), ctx());
+      });
+    }
+    for (auto& t : threads) t.join();
+    // A copy that met a live claim is retried; its redelivery finds the statement done.
+    for (int copy = 0; copy < 3; ++copy) {
+      for (const auto& id : failed_ids(responses[copy])) {
+        EXPECT_TRUE(failed_ids(tasker->handle(batch({rec(started[i], copy)}), ctx())).empty())
+            << id;
+      }
+    }
+  }
+  std::map<std::string, int> per_token;
+  for (const auto& cb : w.sfn->callbacks()) ++per_token[cb.task_token];
+  ASSERT_EQ(per_token.size(), started.size());
+  for (const auto& [token, count] : per_token) EXPECT_EQ(count, 1) << token;
+}
+
+class CrashAt : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CrashAt, RedeliveryAfterACrashStillCallsBackExactlyOnce) {
+  World w;
+  Started s = start(*w.tasker(), 7);
+  Json event = batch({record("m", completion_body(s.name, s.id, "FINISHED"))});
+
+  CompletionOptions crashing;
+  // A lease that has already run out, as it has by the time SQS redelivers in production (the
+  // visibility timeout is longer than the function's).
+  crashing.claim_grace = std::chrono::milliseconds(-1000);
+  crashing.min_time_to_start = std::chrono::milliseconds(0);
+  crashing.fault_hook = [step = GetParam()](std::string_view at) {
+    if (at == step) throw SimulatedCrash{std::string(at)};
+  };
+  // The dying invocation is at its deadline, so its lease (deadline + grace) has run out.
+  EXPECT_THROW(w.tasker(crashing)->handle(event, ctx(std::chrono::milliseconds(0))),
+               SimulatedCrash);
+
+  Json response = w.tasker()->handle(event, ctx());  // a fresh sandbox
+  EXPECT_TRUE(failed_ids(response).empty());
+  auto callbacks = w.sfn->callbacks();
+  ASSERT_EQ(callbacks.size(), 1u) << "crash after " << GetParam();
+  EXPECT_EQ(callbacks[0].kind, "success");
+  EXPECT_EQ(w.state->records()[0].state, RecordState::kDone);
+  // Later duplicates change nothing.
+  w.tasker()->handle(event, ctx());
+  EXPECT_EQ(w.sfn->callbacks().size(), 1u);
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryStep, CrashAt,
+                         ::testing::Values("claimed", "called_back", "finished"));
+
+TEST(Completions, ALiveClaimMakesOtherDeliveriesRetry) {
+  World w;
+  Started s = start(*w.tasker(), 3);
+  CompletionOptions crashing;
+  crashing.fault_hook = [](std::string_view at) {
+    if (at == "claimed") throw SimulatedCrash{std::string(at)};
+  };
+  Json event = batch({record("m", completion_body(s.name, s.id, "FINISHED"))});
+  EXPECT_THROW(w.tasker(crashing)->handle(event, ctx()), SimulatedCrash);
+  // The lease (deadline + grace) is still running: the redelivery must come back later.
+  EXPECT_EQ(failed_ids(w.tasker()->handle(event, ctx())), std::vector<std::string>{"m"});
+  EXPECT_TRUE(w.sfn->callbacks().empty());
+}
+
+TEST(Completions, CompletionReleasesTheSingletonLock) {
+  World w;
+  auto tasker = w.tasker();
+  Started s = start(*tasker, 4, "executeSingletonStatement");
+  ASSERT_EQ(w.state->locks().size(), 1u);
+  tasker->handle(batch({record("m", completion_body(s.name, s.id, "FINISHED"))}), ctx());
+  EXPECT_TRUE(w.state->locks().empty());
+}
+
+TEST(Completions, RecordsNotStartedBeforeTheDeadlineAreLeftForRedelivery) {
+  World w;
+  auto tasker = w.tasker();
+  Started a = start(*tasker, 1), b = start(*tasker, 2);
+  Json response = tasker->handle(batch({record("ma", completion_body(a.name, a.id, "FINISHED")),
+                                        record("mb", completion_body(b.name, b.id, "FINISHED"))}),
+                                 ctx(std::chrono::milliseconds(1000)));  // < min_time_to_start
+  auto failed = failed_ids(response);
+  std::sort(failed.begin(), failed.end());
+  EXPECT_EQ(failed, (std::vector<std::string>{"ma", "mb"}));
+  EXPECT_TRUE(w.sfn->callbacks().empty());
+  for (const auto& r : w.state->records()) EXPECT_EQ(r.state, RecordState::kWaiting);
+}
+
+TEST(Reconcile, FinishesTerminalStatementsWhoseEventNeverCame) {
+  World w;
+  auto tasker = w.tasker();
+  Started done = start(*tasker, 1), running = start(*tasker, 2), failed = start(*tasker, 3);
+  w.redshift->set_status(done.id, "FINISHED");
+  w.redshift->set_status(failed.id, "FAILED", "ERROR: division by zero");
+  Json summary = tasker->handle({{"action", "reconcile"}, {"olderThanSeconds", 0}}, ctx());
+  EXPECT_EQ(summary["examined"], 3);
+  EXPECT_EQ(summary["completed"], 2);
+  EXPECT_EQ(summary["stillRunning"], 1);
+  EXPECT_EQ(summary["more"], false);
+  auto callbacks = w.sfn->callbacks();
+  ASSERT_EQ(callbacks.size(), 2u);
+  for (const auto& cb : callbacks) {
+    if (cb.task_token == done.token) {
+      Json output = Json::parse(cb.output);
+      EXPECT_EQ(output["detail"]["statementName"], done.name);
+      EXPECT_EQ(output["detail"]["state"], "FINISHED");
+      EXPECT_EQ(output["source"], "aws.redshift-data");
+    } else {
+      EXPECT_EQ(cb.task_token, failed.token);
+      EXPECT_EQ(Json::parse(cb.cause)["error"], "ERROR: division by zero");
+    }
+  }
+  // The late event for a reconciled statement is a duplicate.
+  Json late = tasker->handle(batch({record("m", completion_body(done.name, done.id, "FINISHED"))}),
+                             ctx());
+  EXPECT_TRUE(failed_ids(late).empty());
+  EXPECT_EQ(w.sfn->callbacks().size(), 2u);
+  // A second run only sees what still runs.
+  Json second = tasker->handle({{"action", "reconcile"}, {"olderThanSeconds", 0}}, ctx());
+  EXPECT_EQ(second["examined"], 1);
+}
+
+TEST(Reconcile, RespectsTheThreshold) {
+  World w;
+  auto tasker = w.tasker();
+  Started s = start(*tasker, 1);
+  w.redshift->set_status(s.id, "FINISHED");
+  Json summary = tasker->handle({{"action", "reconcile"}, {"olderThanSeconds", 3600}}, ctx());
+  EXPECT_EQ(summary["examined"], 0);
+  EXPECT_TRUE(w.sfn->callbacks().empty());
+}
+
+TEST(Reconcile, RacingCompletionEventsStillGiveOneCallback) {
+  World w;
+  auto tasker = w.tasker();
+  std::vector<Started> started;
+  for (int i = 0; i < 8; ++i) started.push_back(start(*tasker, i));
+  for (const auto& s : started) w.redshift->set_status(s.id, "FINISHED");
+  std::thread reconcile([&] {
+    w.tasker()->handle({{"action", "reconcile"}, {"olderThanSeconds", 0}}, ctx());
+  });
+  std::vector<Json> records;
+  for (const auto& s : started) records.push_back(record(s.id, completion_body(s.name, s.id, "FINISHED")));
+  Json response = w.tasker()->handle(batch(records), ctx());
+  reconcile.join();
+  for (const auto& id : failed_ids(response)) {  // met reconcile's live claim: redelivered
+    for (const auto& s : started) {
+      if (s.id == id) w.tasker()->handle(batch({record(id, completion_body(s.name, s.id, "FINISHED"))}), ctx());
+    }
+  }
+  std::map<std::string, int> per_token;
+  for (const auto& cb : w.sfn->callbacks()) ++per_token[cb.task_token];
+  EXPECT_EQ(per_token.size(), started.size());
+  for (const auto& [token, count] : per_token) EXPECT_EQ(count, 1) << token;
+}
+
+}  // namespace
+}  // namespace rstasker::tasker
