@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Start moto's server with the two Step Functions fixes the local stack depends on.
+"""Start moto's server with the fixes the local stack depends on (three in Step Functions, one in SQS).
 
 Usage: moto_launcher.py [moto_server arguments...]   (e.g. -H 127.0.0.1 -p 5123)
 
 The arguments go unchanged to moto.server.main, so this behaves like `moto_server` except for
-the patches below. Both were found and checked against moto 5.2.1; each patch first checks that
+the patches below. All were found and checked against moto 5.2.1; each patch first checks that
 the code it replaces still looks the way it did then, and exits with status 3 and a message
 naming the patch when it does not. Running an unpatched moto would turn these bugs back into
 confusing test failures far from their cause, so a loud stop is the better failure.
@@ -23,6 +23,26 @@ confusing test failures far from their cause, so a loud stop is the better failu
    replaces the response handler with one that passes it on. (The non-executing backend takes
    no cause; it gets the call it got before.)
 
+3. moto pushes SQS messages to Lambda itself.
+   For every queue with an event-source mapping, moto's SQS receives each new message as it is
+   sent and invokes the mapped function through its own Lambda, which cannot run functions here
+   (it needs Docker); the messages are then made visible again. tasker-local runs the mappings
+   (it polls the queue and invokes our binary), so moto's push only costs each message one extra
+   receive (ApproximateReceiveCount) and so a step towards the dead-letter queue. The push walks
+   Queue.lambda_event_source_mappings, which LambdaBackend.create_event_source_mapping fills; the
+   patch gives every new Queue a mapping dict that ignores writes, so moto never learns of a
+   mapping and never pushes. The mappings themselves (CreateEventSourceMapping, List, Get, Update,
+   Delete, CloudFormation) are kept by the Lambda backend and work as before.
+
+4. State machines of CloudFormation stacks cannot be executed.
+   With execution enabled, the Step Functions API is served by a second backend (the executing
+   one, moto.stepfunctions.parser), but StateMachine's CloudFormation handlers keep creating,
+   updating and deleting state machines in the first: a stack's state machines are missing from
+   ListStateMachines and StartExecution answers StateMachineDoesNotExist. Those handlers are the
+   only users of the name `stepfunctions_backends` in moto.stepfunctions.models; the patch binds
+   that name to a stand-in whose [account][region] is the backend the API serves (the executing
+   one once execution is enabled, the first one before).
+
 Besides the fixes, the launcher makes SIGTERM and SIGINT end the server at once. moto's own
 handler exits through interpreter finalization, which spends about two seconds garbage-collecting
 moto's modules; a test that starts and stops moto pays that every time, and nothing in moto needs
@@ -30,7 +50,8 @@ finalizing. This one only saves time, so if moto.server.signal_handler has moved
 with a note.
 
 If a later moto fixes a bug itself (StateMachine defining its own __deepcopy__, or a handler
-that already reads "cause"), the corresponding patch is left out and a note is printed.
+that already reads "cause"), the corresponding patch is left out and a note is printed. Patch 3
+is not a bug fix but a division of labour, so it is always applied.
 """
 
 import ast
@@ -105,11 +126,12 @@ def patch_state_machine_deepcopy():
     state_machine.__deepcopy__ = shallow_backend_deepcopy
 
 
-def function_parameters(module_name, class_name, function_name, patch):
-    """Parameter names of a method, read from the module's source without importing it.
+def method_node(module_name, class_name, function_name, patch):
+    """A method's AST and its module's source, read without importing the module.
 
     Importing moto's executing Step Functions backend costs seconds (its ASL parser), and moto
     itself imports it only once execution is enabled; every moto start would pay otherwise.
+    The same goes for moto's Lambda backend (Docker support and more).
     """
     try:
         spec = importlib.util.find_spec(module_name)
@@ -117,16 +139,23 @@ def function_parameters(module_name, class_name, function_name, patch):
         raise PatchError(f"{patch}: cannot find {module_name} ({error})") from error
     if spec is None or not spec.origin or not spec.origin.endswith(".py"):
         raise PatchError(f"{patch}: no Python source for {module_name}")
-    with open(spec.origin, encoding="utf-8") as source:
-        tree = ast.parse(source.read(), filename=spec.origin)
+    with open(spec.origin, encoding="utf-8") as source_file:
+        source = source_file.read()
+    tree = ast.parse(source, filename=spec.origin)
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and node.name == class_name:
             for item in node.body:
                 if isinstance(item, ast.FunctionDef) and item.name == function_name:
-                    args = item.args
-                    return [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
+                    return item, source
             raise PatchError(f"{patch}: {module_name}.{class_name} has no {function_name}")
     raise PatchError(f"{patch}: {module_name} has no class {class_name}")
+
+
+def function_parameters(module_name, class_name, function_name, patch):
+    """Parameter names of a method, read from the module's source without importing it."""
+    node, _ = method_node(module_name, class_name, function_name, patch)
+    args = node.args
+    return [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
 
 
 def patch_send_task_failure():
@@ -173,6 +202,146 @@ def patch_send_task_failure():
     response_cls.send_task_failure = send_task_failure
 
 
+class WriteIgnoringDict(dict):
+    """A Queue's lambda_event_source_mappings under patch 3: reads work, writes are dropped."""
+
+    def __setitem__(self, key, value):
+        pass
+
+    def setdefault(self, key, default=None):
+        return self.get(key, default)
+
+    def update(self, *args, **kwargs):
+        pass
+
+
+def patch_sqs_lambda_push():
+    patch = "patch 3 (no SQS push to Lambda)"
+    try:
+        from moto.sqs import models
+    except ImportError as error:
+        raise PatchError(f"{patch}: cannot import moto.sqs.models ({error})") from error
+
+    queue_cls = require(models, "Queue", patch)
+    init_assigns(queue_cls, ["lambda_event_source_mappings"], patch)
+    # The push: Queue.add_message walks the mappings and receives the new message for each one.
+    add_message = require(queue_cls, "add_message", patch)
+    try:
+        add_source = inspect.getsource(add_message)
+    except (OSError, TypeError) as error:
+        raise PatchError(f"{patch}: cannot read Queue.add_message") from error
+    if "self.lambda_event_source_mappings" not in add_source:
+        raise PatchError(f"{patch}: Queue.add_message no longer reads lambda_event_source_mappings")
+    # How a mapping reaches the queue: LambdaBackend.create_event_source_mapping stores it with
+    # `queue.lambda_event_source_mappings[...] = esm`. Any other way would bypass the patch.
+    node, source = method_node(
+        "moto.awslambda.models", "LambdaBackend", "create_event_source_mapping", patch
+    )
+    stores = [
+        target
+        for statement in ast.walk(node)
+        if isinstance(statement, ast.Assign)
+        for target in statement.targets
+        if isinstance(target, ast.Subscript)
+        and ast.get_source_segment(source, target.value) == "queue.lambda_event_source_mappings"
+    ]
+    if not stores:
+        raise PatchError(
+            f"{patch}: LambdaBackend.create_event_source_mapping no longer stores the mapping in "
+            "queue.lambda_event_source_mappings"
+        )
+
+    original_init = queue_cls.__init__
+    if getattr(original_init, "__moto_launcher_patch__", False):
+        return
+
+    def __init__(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        self.lambda_event_source_mappings = WriteIgnoringDict(self.lambda_event_source_mappings)
+
+    __init__.__doc__ = "Queue.__init__, then mappings that ignore writes (moto_launcher patch 3)."
+    __init__.__wrapped__ = original_init
+    __init__.__moto_launcher_patch__ = True
+    queue_cls.__init__ = __init__
+
+
+class ApiStepFunctionsBackends:
+    """moto.stepfunctions.models.stepfunctions_backends under patch 4: [account][region] is the
+    backend that serves the Step Functions API at the moment of the lookup."""
+
+    class Account:
+        def __init__(self, get_backend, account_id):
+            self._get_backend = get_backend
+            self._account_id = account_id
+
+        def __getitem__(self, region_name):
+            return self._get_backend(self._account_id, region_name)
+
+    def __init__(self, get_backend):
+        self._get_backend = get_backend
+
+    def __getitem__(self, account_id):
+        return ApiStepFunctionsBackends.Account(self._get_backend, account_id)
+
+
+CLOUDFORMATION_HANDLERS = (
+    "create_from_cloudformation_json",
+    "update_from_cloudformation_json",
+    "delete_from_cloudformation_json",
+)
+
+
+def patch_cloudformation_state_machines():
+    patch = "patch 4 (CloudFormation state machines)"
+    try:
+        from moto.stepfunctions import models, responses
+    except ImportError as error:
+        raise PatchError(f"{patch}: cannot import moto.stepfunctions ({error})") from error
+
+    require(models, "stepfunctions_backends", patch)
+    state_machine = require(models, "StateMachine", patch)
+    get_backend = require(responses, "get_backend", patch)
+    try:
+        get_backend_source = inspect.getsource(get_backend)
+        models_source = inspect.getsource(models)
+    except (OSError, TypeError) as error:
+        raise PatchError(f"{patch}: cannot read moto.stepfunctions' source") from error
+    if "execute_state_machine" not in get_backend_source:
+        raise PatchError(f"{patch}: responses.get_backend no longer chooses by execute_state_machine")
+    if isinstance(models.stepfunctions_backends, ApiStepFunctionsBackends):
+        return
+
+    # Every use of the name must be in StateMachine's CloudFormation handlers: rebinding it must
+    # change nothing else. moto 5.2.1 has one in each of the three.
+    def uses_in(node):
+        return sum(
+            1
+            for name in ast.walk(node)
+            if isinstance(name, ast.Name) and name.id == "stepfunctions_backends"
+            and isinstance(name.ctx, ast.Load)
+        )
+
+    tree = ast.parse(models_source)
+    in_handlers = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == state_machine.__name__:
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef) and item.name in CLOUDFORMATION_HANDLERS:
+                    in_handlers[item.name] = uses_in(item)
+    if not in_handlers.get("create_from_cloudformation_json"):
+        if "get_backend" in inspect.getsource(state_machine.create_from_cloudformation_json):
+            note(f"{patch}: StateMachine's CloudFormation handlers choose the backend already; "
+                 "left as moto has it")
+            return
+        raise PatchError(f"{patch}: StateMachine.create_from_cloudformation_json changed shape")
+    if sum(in_handlers.values()) != uses_in(tree):
+        raise PatchError(
+            f"{patch}: moto.stepfunctions.models uses stepfunctions_backends outside "
+            "StateMachine's CloudFormation handlers"
+        )
+    models.stepfunctions_backends = ApiStepFunctionsBackends(get_backend)
+
+
 def exit_at_once(signum, frame):
     sys.stdout.flush()
     sys.stderr.flush()
@@ -200,6 +369,8 @@ def main(argv):
     try:
         patch_state_machine_deepcopy()
         patch_send_task_failure()
+        patch_sqs_lambda_push()
+        patch_cloudformation_state_machines()
         from moto import server
 
         patch_signal_handler(server)

@@ -72,10 +72,8 @@ int invoke(const char* path) {
 }
 
 int run_lambda(const char* runtime_api) {
-  rstasker::aws::CurlOptions long_poll;
-  long_poll.request_timeout = std::chrono::milliseconds(0);  // GET /next blocks until work arrives
-  rstasker::lambda::RuntimeClient client(runtime_api,
-                                         rstasker::aws::make_curl_transport(long_poll));
+  // The Runtime API is plain HTTP on the loopback interface: no need to load libcurl to reach it.
+  rstasker::lambda::RuntimeClient client(runtime_api, rstasker::aws::make_plain_http_transport());
   std::unique_ptr<rstasker::tasker::Tasker> tasker;
   try {
     tasker = rstasker::tasker::make_tasker(rstasker::aws::process_env(),

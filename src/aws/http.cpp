@@ -1,8 +1,16 @@
 // The libcurl transport: a pool of easy handles per origin, so connections are kept and reused
 // for as long as the process (the Lambda sandbox) lives.
+//
+// libcurl is loaded with dlopen at the first request rather than linked: with its TLS, LDAP,
+// Kerberos, SSH and RTMP dependencies it takes about 8 ms to map and initialise, which would
+// otherwise be paid before the runtime asks Lambda for its first event, and is not paid at all
+// by invocations that never call AWS (malformed events).
 #include "rstasker/aws/http.hpp"
 
+// Plain prototypes: the calls go through function pointers of these exact types.
+#define CURL_DISABLE_TYPECHECK
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <spdlog/spdlog.h>
 #include <strings.h>
 #include <sys/stat.h>
@@ -18,6 +26,58 @@ namespace rstasker::aws {
 
 namespace {
 
+// The libcurl entry points the transport uses, resolved once.
+struct CurlApi {
+  decltype(&::curl_global_init) global_init;
+  decltype(&::curl_easy_init) easy_init;
+  decltype(&::curl_easy_cleanup) easy_cleanup;
+  decltype(&::curl_easy_reset) easy_reset;
+  decltype(&::curl_easy_setopt) easy_setopt;
+  decltype(&::curl_easy_perform) easy_perform;
+  decltype(&::curl_easy_getinfo) easy_getinfo;
+  decltype(&::curl_easy_strerror) easy_strerror;
+  decltype(&::curl_slist_append) slist_append;
+  decltype(&::curl_slist_free_all) slist_free_all;
+};
+
+template <class F>
+void resolve(void* library, const char* name, F& out) {
+  out = reinterpret_cast<F>(dlsym(library, name));
+  if (out == nullptr) {
+    throw Error(error_names::kConfigurationError,
+                std::string("libcurl.so.4 lacks ") + name + ": " + dlerror());
+  }
+}
+
+// Loads and initialises libcurl on first use (thread-safe); throws ConfigurationError when the
+// library is missing (the Lambda zip bundles it).
+const CurlApi& curl() {
+  static const CurlApi api = [] {
+    void* library = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
+    if (library == nullptr) {
+      throw Error(error_names::kConfigurationError,
+                  std::string("cannot load libcurl: ") + dlerror());
+    }
+    CurlApi a{};
+    resolve(library, "curl_global_init", a.global_init);
+    resolve(library, "curl_easy_init", a.easy_init);
+    resolve(library, "curl_easy_cleanup", a.easy_cleanup);
+    resolve(library, "curl_easy_reset", a.easy_reset);
+    resolve(library, "curl_easy_setopt", a.easy_setopt);
+    resolve(library, "curl_easy_perform", a.easy_perform);
+    resolve(library, "curl_easy_getinfo", a.easy_getinfo);
+    resolve(library, "curl_easy_strerror", a.easy_strerror);
+    resolve(library, "curl_slist_append", a.slist_append);
+    resolve(library, "curl_slist_free_all", a.slist_free_all);
+    // Once, before any handle exists: curl_global_init is not thread-safe.
+    if (a.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+      throw Error(error_names::kInternalError, "curl_global_init failed");
+    }
+    return a;
+  }();
+  return api;
+}
+
 bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
 }
@@ -32,12 +92,12 @@ bool file_exists(const char* path) {
 constexpr std::size_t kMaxIdlePerOrigin = 16;
 
 struct CurlDeleter {
-  void operator()(CURL* handle) const { curl_easy_cleanup(handle); }
+  void operator()(CURL* handle) const { curl().easy_cleanup(handle); }
 };
 using CurlHandle = std::unique_ptr<CURL, CurlDeleter>;
 
 struct HeaderListDeleter {
-  void operator()(curl_slist* list) const { curl_slist_free_all(list); }
+  void operator()(curl_slist* list) const { curl().slist_free_all(list); }
 };
 using HeaderList = std::unique_ptr<curl_slist, HeaderListDeleter>;
 
@@ -98,7 +158,7 @@ class CurlTransport final : public HttpTransport {
     HeaderList headers = build_headers(request);
     configure(handle.get(), request, headers.get(), exchange, deadline);
 
-    CURLcode code = curl_easy_perform(handle.get());
+    CURLcode code = curl().easy_perform(handle.get());
     if (code != CURLE_OK) {
       // A failed handle may hold a broken connection; do not return it to the pool.
       if (exchange.too_large) {
@@ -112,10 +172,10 @@ class CurlTransport final : public HttpTransport {
                     "the invocation's deadline passed while calling " + origin);
       }
       throw Error(error_names::kNetworkError,
-                  std::string("request to ") + origin + " failed: " + curl_easy_strerror(code),
+                  std::string("request to ") + origin + " failed: " + curl().easy_strerror(code),
                   0, true);
     }
-    curl_easy_getinfo(handle.get(), CURLINFO_RESPONSE_CODE, &response.status);
+    curl().easy_getinfo(handle.get(), CURLINFO_RESPONSE_CODE, &response.status);
     release(origin, std::move(handle));
     return response;
   }
@@ -145,11 +205,11 @@ class CurlTransport final : public HttpTransport {
       if (!pool.idle.empty()) {
         CurlHandle handle = std::move(pool.idle.back());
         pool.idle.pop_back();
-        curl_easy_reset(handle.get());  // keeps the live connection, drops the options
+        curl().easy_reset(handle.get());  // keeps the live connection, drops the options
         return handle;
       }
     }
-    CurlHandle handle(curl_easy_init());
+    CurlHandle handle(curl().easy_init());
     if (!handle) throw Error(error_names::kInternalError, "curl_easy_init failed");
     return handle;
   }
@@ -163,9 +223,9 @@ class CurlTransport final : public HttpTransport {
   static HeaderList build_headers(const HttpRequest& request) {
     curl_slist* list = nullptr;
     auto append = [&list](const std::string& line) {
-      curl_slist* next = curl_slist_append(list, line.c_str());
+      curl_slist* next = curl().slist_append(list, line.c_str());
       if (next == nullptr) {
-        curl_slist_free_all(list);
+        curl().slist_free_all(list);
         throw Error(error_names::kInternalError, "out of memory building request headers");
       }
       list = next;
@@ -184,19 +244,19 @@ class CurlTransport final : public HttpTransport {
 
   void configure(CURL* h, const HttpRequest& request, curl_slist* headers, Exchange& exchange,
                  const Deadline& deadline) const {
-    curl_easy_setopt(h, CURLOPT_URL, request.url.c_str());
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &exchange);
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, &on_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, &exchange);
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-    if (!options_.ca_bundle.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, options_.ca_bundle.c_str());
-    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+    curl().easy_setopt(h, CURLOPT_URL, request.url.c_str());
+    curl().easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl().easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+    curl().easy_setopt(h, CURLOPT_WRITEFUNCTION, &on_body);
+    curl().easy_setopt(h, CURLOPT_WRITEDATA, &exchange);
+    curl().easy_setopt(h, CURLOPT_HEADERFUNCTION, &on_header);
+    curl().easy_setopt(h, CURLOPT_HEADERDATA, &exchange);
+    curl().easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl().easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (!options_.ca_bundle.empty()) curl().easy_setopt(h, CURLOPT_CAINFO, options_.ca_bundle.c_str());
+    curl().easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl().easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl().easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
                      static_cast<long>(options_.connect_timeout.count()));
 
     long timeout_ms = static_cast<long>(options_.request_timeout.count());
@@ -204,16 +264,18 @@ class CurlTransport final : public HttpTransport {
       long left = static_cast<long>(std::max<std::int64_t>(deadline.remaining().count(), 1));
       timeout_ms = timeout_ms == 0 ? left : std::min(timeout_ms, left);
     }
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl().easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
 
     if (request.method == "GET") {
-      curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+      curl().easy_setopt(h, CURLOPT_HTTPGET, 1L);
+    } else if (request.method == "HEAD") {
+      curl().easy_setopt(h, CURLOPT_NOBODY, 1L);  // the answer has headers only
     } else {
       if (request.method != "POST") {
-        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, request.method.c_str());
+        curl().easy_setopt(h, CURLOPT_CUSTOMREQUEST, request.method.c_str());
       }
-      curl_easy_setopt(h, CURLOPT_POSTFIELDS, request.body.data());
-      curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+      curl().easy_setopt(h, CURLOPT_POSTFIELDS, request.body.data());
+      curl().easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
                        static_cast<curl_off_t>(request.body.size()));
     }
   }
@@ -257,8 +319,6 @@ std::string default_ca_bundle() {
 }
 
 std::unique_ptr<HttpTransport> make_curl_transport(CurlOptions options) {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   return std::make_unique<CurlTransport>(std::move(options));
 }
 
@@ -278,7 +338,7 @@ UrlParts split_url(std::string_view url) {
   std::string_view tail = path_start == std::string_view::npos ? "" : rest.substr(path_start);
   auto query_start = tail.find('?');
   parts.path = std::string(tail.substr(0, query_start));
-  if (parts.path.empty()) parts.path = "/";
+  if (parts.path.empty()) parts.path.assign(1, '/');
   if (query_start != std::string_view::npos) parts.query = std::string(tail.substr(query_start + 1));
   return parts;
 }

@@ -22,18 +22,6 @@ constexpr std::array<std::string_view, 8> kThrottlingNames = {
     "LimitExceededException",
     "TransactionInProgressException"};
 
-// Text between <tag> and </tag> in a small XML error document, or "".
-std::string xml_element(std::string_view xml, std::string_view tag) {
-  std::string open = "<" + std::string(tag) + ">";
-  std::string close = "</" + std::string(tag) + ">";
-  auto start = xml.find(open);
-  if (start == std::string_view::npos) return {};
-  start += open.size();
-  auto end = xml.find(close, start);
-  if (end == std::string_view::npos) return {};
-  return std::string(xml.substr(start, end - start));
-}
-
 // "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException:http://..." -> the name.
 std::string short_error_name(std::string_view type) {
   if (auto hash = type.rfind('#'); hash != std::string_view::npos) type.remove_prefix(hash + 1);
@@ -47,6 +35,18 @@ std::mt19937_64& thread_rng() {
 }
 
 }  // namespace
+
+std::string xml_element(std::string_view xml, std::string_view tag) {
+  // Built with append: GCC 12 misreads `"<" + std::string(tag)` under -O2 (-Wrestrict).
+  std::string open = std::string("<").append(tag).append(">");
+  std::string close = std::string("</").append(tag).append(">");
+  auto start = xml.find(open);
+  if (start == std::string_view::npos) return {};
+  start += open.size();
+  auto end = xml.find(close, start);
+  if (end == std::string_view::npos) return {};
+  return std::string(xml.substr(start, end - start));
+}
 
 std::chrono::milliseconds backoff_delay(const RetryPolicy& policy, int retry) {
   auto ceiling = policy.base_delay.count();

@@ -145,8 +145,12 @@ std::string CodeStore::fetch_zip(const FunctionConfig& config) const {
     aws::HttpResponse buckets = moto_->send("GET", "s3", "/", {}, deadline);
     if (buckets.status == 200) {
       for (const std::string& bucket : bucket_names(buckets.body)) {
-        aws::HttpResponse object = moto_->send(
-            "GET", "s3", "/" + encode_path_segment(bucket) + "/" + encode_key(key), {}, deadline);
+        // Appended piece by piece: GCC 12 misreads `"/" + std::string&&` (-Wrestrict).
+        std::string path = "/";
+        path += encode_path_segment(bucket);
+        path += '/';
+        path += encode_key(key);
+        aws::HttpResponse object = moto_->send("GET", "s3", path, {}, deadline);
         if (object.status == 200 && code_sha256(object.body) == config.code_sha256) {
           spdlog::info("function {}: code found in s3://{}/{}", config.name, bucket, key);
           return std::move(object.body);

@@ -4,6 +4,7 @@
 #include "local/data_api.hpp"
 
 #include <poll.h>
+#include <re2/re2.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -20,7 +21,6 @@
 #include <mutex>
 #include <optional>
 #include <ranges>
-#include <regex>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -98,9 +98,9 @@ void check_length(std::string_view member, const std::string& value, std::size_t
   }
 }
 
-void check_pattern(std::string_view member, const std::string& value, const std::regex& pattern,
+void check_pattern(std::string_view member, const std::string& value, const RE2& pattern,
                    std::string_view pattern_text) {
-  if (!std::regex_match(value, pattern)) {
+  if (!RE2::FullMatch(value, pattern)) {
     throw constraint_error(member, value,
                            "must satisfy regular expression pattern: " + std::string(pattern_text));
   }
@@ -598,8 +598,8 @@ struct StatementRef {
 
 StatementRef parse_id(const Json& request) {
   const std::string id = required_string(request, "Id");
-  static const std::regex pattern{std::string(kIdPattern)};
-  if (!std::regex_match(id, pattern)) {
+  static const RE2 pattern{std::string(kIdPattern)};
+  if (!RE2::FullMatch(id, pattern)) {
     throw validation_error("id must satisfy regex pattern: " + std::string(kIdPattern));
   }
   StatementRef ref;
@@ -827,7 +827,7 @@ class DataApi::Impl {
         throw constraint_error("parameters", *parameters,
                                "must have length greater than or equal to 1");
       }
-      static const std::regex name_pattern{"^[0-9a-zA-Z_]+$"};
+      static const RE2 name_pattern{"^[0-9a-zA-Z_]+$"};
       for (std::size_t i = 0; i < parameters->size(); ++i) {
         const Json& parameter = (*parameters)[i];
         if (!parameter.is_object())
@@ -860,7 +860,7 @@ class DataApi::Impl {
                                  : "ClusterIdentifier and WorkgroupName cannot both be specified.");
     }
     if (!target.cluster_identifier.empty()) {
-      static const std::regex cluster_pattern{"^[a-z]([a-z0-9]|-[a-z0-9])*$"};
+      static const RE2 cluster_pattern{"^[a-z]([a-z0-9]|-[a-z0-9])*$"};
       check_length("clusterIdentifier", target.cluster_identifier, 1, 63);
       check_pattern("clusterIdentifier", target.cluster_identifier, cluster_pattern,
                     "^[a-z]([a-z0-9]|-[a-z0-9])*$");
@@ -868,7 +868,7 @@ class DataApi::Impl {
       static constexpr std::string_view kWorkgroupPattern =
           "^(([a-z0-9-]+)|(arn:(aws(-[a-z]+)*):redshift-serverless:[a-z]{2}(-gov)?-[a-z]+-\\d{1}:"
           "\\d{12}:workgroup/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}))$";
-      static const std::regex workgroup_pattern{std::string(kWorkgroupPattern)};
+      static const RE2 workgroup_pattern{std::string(kWorkgroupPattern)};
       check_length("workgroupName", target.workgroup_name, 3, 128);
       check_pattern("workgroupName", target.workgroup_name, workgroup_pattern, kWorkgroupPattern);
     }

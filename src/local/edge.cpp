@@ -3,11 +3,11 @@
 
 #include <curl/curl.h>
 #include <httplib.h>
+#include <re2/re2.h>
 #include <spdlog/spdlog.h>
 #include <strings.h>
 
 #include <chrono>
-#include <regex>
 #include <thread>
 #include <utility>
 
@@ -245,14 +245,14 @@ class Edge::Impl {
     const auto started = Clock::now();
     const std::string target = req.get_header_value("X-Amz-Target");
     std::string route = "moto";
-    static const std::regex invoke_path(R"(^/2015-03-31/functions/([^/]+)/invocations/?$)");
-    std::smatch match;
+    static const RE2 invoke_path(R"(^/2015-03-31/functions/([^/]+)/invocations/?$)");
+    std::string function_name;
     if (req.method == "POST" && target.starts_with("RedshiftData.")) {
       route = target;
       data_api(req, body, res, target.substr(std::string_view("RedshiftData.").size()));
-    } else if (req.method == "POST" && std::regex_match(req.path, match, invoke_path)) {
+    } else if (req.method == "POST" && RE2::FullMatch(req.path, invoke_path, &function_name)) {
       route = "lambda:Invoke";
-      invoke(req, body, res, match[1].str());
+      invoke(req, body, res, function_name);
     } else if (req.path == kHealthPath) {
       route = "health";
       res.set_content(R"({"status":"ok"})", "application/json");
@@ -380,10 +380,10 @@ class Edge::Impl {
   // it back, and the Lambda role needs it to run the function.
   void capture_code(const httplib::Request& req, const std::string& body,
                     const std::string& answer) {
-    static const std::regex create_path(R"(^/2015-03-31/functions/?$)");
-    static const std::regex update_path(R"(^/2015-03-31/functions/[^/]+/code/?$)");
-    const bool create = req.method == "POST" && std::regex_match(req.path, create_path);
-    const bool update = req.method == "PUT" && std::regex_match(req.path, update_path);
+    static const RE2 create_path(R"(^/2015-03-31/functions/?$)");
+    static const RE2 update_path(R"(^/2015-03-31/functions/[^/]+/code/?$)");
+    const bool create = req.method == "POST" && RE2::FullMatch(req.path, create_path);
+    const bool update = req.method == "PUT" && RE2::FullMatch(req.path, update_path);
     if (!create && !update) return;
     try {
       Json request = parse_json(body, "request", error_names::kInvalidRequest);

@@ -1,6 +1,10 @@
 // Reading GetFunction answers.
 #include "local/function_config.hpp"
 
+#include <algorithm>
+#include <charconv>
+#include <optional>
+
 #include "rstasker/common/error.hpp"
 
 namespace rstasker::local {
@@ -9,6 +13,21 @@ namespace {
 std::string string_field(const Json& object, const char* name) {
   auto it = object.find(name);
   return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+// A number, or a string holding one: moto keeps CloudFormation's string parameters as given
+// (a Timeout of "60" from `!Ref FunctionTimeout`), where Lambda would convert them.
+std::optional<int> int_field(const Json& object, const char* name) {
+  auto it = object.find(name);
+  if (it == object.end()) return std::nullopt;
+  if (it->is_number()) return it->get<int>();
+  if (it->is_string()) {
+    const std::string text = it->get<std::string>();
+    int value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec == std::errc() && end == text.data() + text.size()) return value;
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -36,12 +55,10 @@ FunctionConfig FunctionConfig::from_get_function(const Json& answer) {
   if (auto type = string_field(configuration, "PackageType"); !type.empty()) {
     config.package_type = type;
   }
-  if (auto it = configuration.find("Timeout"); it != configuration.end() && it->is_number()) {
-    config.timeout_seconds = std::max(1, it->get<int>());
+  if (auto timeout = int_field(configuration, "Timeout")) {
+    config.timeout_seconds = std::max(1, *timeout);
   }
-  if (auto it = configuration.find("MemorySize"); it != configuration.end() && it->is_number()) {
-    config.memory_mb = it->get<int>();
-  }
+  if (auto memory = int_field(configuration, "MemorySize")) config.memory_mb = *memory;
   if (auto env = configuration.find("Environment");
       env != configuration.end() && env->is_object()) {
     if (auto vars = env->find("Variables"); vars != env->end() && vars->is_object()) {
@@ -57,10 +74,7 @@ FunctionConfig FunctionConfig::from_get_function(const Json& answer) {
   }
   if (auto concurrency = answer.find("Concurrency");
       concurrency != answer.end() && concurrency->is_object()) {
-    if (auto reserved = concurrency->find("ReservedConcurrentExecutions");
-        reserved != concurrency->end() && reserved->is_number()) {
-      config.reserved_concurrency = reserved->get<int>();
-    }
+    config.reserved_concurrency = int_field(*concurrency, "ReservedConcurrentExecutions");
   }
   return config;
 }

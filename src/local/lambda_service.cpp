@@ -545,7 +545,6 @@ class LambdaService::Impl {
     env["AWS_ENDPOINT_URL"] = options_.endpoint_url;
     env["LAMBDA_TASK_ROOT"] = task_root.string();
     env["LAMBDA_RUNTIME_DIR"] = task_root.string();
-    env["LD_LIBRARY_PATH"] = task_root.string() + ":" + (task_root / "lib").string();
     env["_HANDLER"] = config.handler;
     env["TZ"] = ":UTC";
 

@@ -167,9 +167,9 @@ TEST_F(MotoAuthTest, AcceptsSessionCredentialsOnlyWithTheirToken) {
                                              {"RoleArn", "arn:aws:iam::123456789012:role/tasker"},
                                              {"RoleSessionName", "moto-auth-test"},
                                              {"Version", "2011-06-15"}});
-  aws::Credentials session{xml_element_text(assumed, "AccessKeyId"),
-                           xml_element_text(assumed, "SecretAccessKey"),
-                           xml_element_text(assumed, "SessionToken")};
+  aws::Credentials session{aws::xml_element(assumed, "AccessKeyId"),
+                           aws::xml_element(assumed, "SecretAccessKey"),
+                           aws::xml_element(assumed, "SessionToken")};
   ASSERT_FALSE(session.session_token.empty()) << assumed;
 
   EXPECT_NO_THROW(dynamodb(session).call("ListTables", Json::object(), {}));

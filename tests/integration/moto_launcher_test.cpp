@@ -1,5 +1,7 @@
 // scripts/moto_launcher.py: with its patches, moto's executing Step Functions runs one execution
-// after another and hands SendTaskFailure's cause to a Catch; without them it must not start.
+// after another, hands SendTaskFailure's cause to a Catch and runs the state machines of
+// CloudFormation stacks, and moto's SQS leaves messages of queues with an event-source mapping
+// alone (tasker-local runs the mappings); without them it must not start.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -13,6 +15,7 @@
 #include "rstasker/aws/endpoints.hpp"
 #include "rstasker/aws/http.hpp"
 #include "rstasker/aws/json_client.hpp"
+#include "rstasker/aws/sigv4.hpp"
 #include "rstasker/common/error.hpp"
 #include "support/moto_server.hpp"
 #include "support/paths.hpp"
@@ -50,11 +53,13 @@ class MotoLauncherTest : public ::testing::Test {
           aws::protocol::kSqs,
           aws::resolve_endpoint(aws::service::kSqs, moto_->region(), moto_->env()),
           moto_->credentials(), transport);
+      transport_ = transport;
     } catch (const std::exception& e) {
       start_error_ = e.what();
     }
   }
   static void TearDownTestSuite() {
+    transport_.reset();
     sqs_.reset();
     sfn_.reset();
     moto_.reset();
@@ -89,9 +94,25 @@ class MotoLauncherTest : public ::testing::Test {
     }
   }
 
+  // A signed call to moto's Lambda REST API.
+  static aws::HttpResponse lambda_api(const std::string& method, const std::string& path,
+                                      const Json& body = nullptr) {
+    aws::HttpRequest request;
+    request.method = method;
+    request.url = moto_->endpoint() + path;
+    if (!body.is_null()) {
+      request.body = body.dump();
+      request.set_header("Content-Type", "application/json");
+    }
+    aws::Signer(moto_->region(), "lambda")
+        .sign(request, moto_->credentials(), std::chrono::system_clock::now());
+    return transport_->send(request, Deadline::after(30s));
+  }
+
   static inline std::unique_ptr<MotoServer> moto_;
   static inline std::unique_ptr<aws::JsonClient> sfn_;
   static inline std::unique_ptr<aws::JsonClient> sqs_;
+  static inline std::shared_ptr<aws::HttpTransport> transport_;
   static inline std::string start_error_;
 };
 
@@ -145,6 +166,105 @@ TEST_F(MotoLauncherTest, SendTaskFailureCauseReachesTheCatch) {
   Json output = Json::parse(described.at("output").get<std::string>());
   EXPECT_EQ(output.at("error"), Json({{"Error", "FAILED"}, {"Cause", cause}})) << output.dump();
   EXPECT_EQ(output.at("sql"), "select 1/0");
+}
+
+// Patch 3: a queue with an event-source mapping is left to whoever polls it (tasker-local).
+// Unpatched, moto receives every new message itself to push it to the function (which it cannot
+// run here), so the message's first real receive already counts 2.
+TEST_F(MotoLauncherTest, MessagesOfMappedQueuesWaitForTheirPoller) {
+  moto_->query("iam", {{"Action", "CreateRole"},
+                       {"RoleName", "mapped-function-role"},
+                       {"AssumeRolePolicyDocument", "{}"},
+                       {"Version", "2010-05-08"}});
+  // An empty zip: moto stores code without looking into it.
+  aws::HttpResponse function =
+      lambda_api("POST", "/2015-03-31/functions",
+                 {{"FunctionName", "mapped-function"},
+                  {"Runtime", "provided.al2023"},
+                  {"Handler", "bootstrap"},
+                  {"Role", "arn:aws:iam::123456789012:role/mapped-function-role"},
+                  {"Code", {{"ZipFile", "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA=="}}}});
+  ASSERT_EQ(function.status, 201) << function.body;
+  std::string queue = sqs_->call("CreateQueue", {{"QueueName", "mapped-queue"}}, {})
+                          .at("QueueUrl")
+                          .get<std::string>();
+  const std::string queue_arn = "arn:aws:sqs:us-east-1:123456789012:mapped-queue";
+  aws::HttpResponse mapping = lambda_api(
+      "POST", "/2015-03-31/event-source-mappings/",
+      {{"FunctionName", "mapped-function"}, {"EventSourceArn", queue_arn}, {"BatchSize", 10}});
+  ASSERT_EQ(mapping.status / 100, 2) << mapping.body;
+  const std::string uuid = Json::parse(mapping.body).at("UUID").get<std::string>();
+
+  // The mapping is still moto's to list: tasker-local finds it there.
+  aws::HttpResponse listed =
+      lambda_api("GET", "/2015-03-31/event-source-mappings/?FunctionName=mapped-function");
+  ASSERT_EQ(listed.status, 200) << listed.body;
+  Json mappings = Json::parse(listed.body).at("EventSourceMappings");
+  ASSERT_EQ(mappings.size(), 1u) << listed.body;
+  EXPECT_EQ(mappings[0].at("UUID"), uuid);
+  EXPECT_EQ(mappings[0].at("EventSourceArn"), queue_arn);
+
+  sqs_->call("SendMessage", {{"QueueUrl", queue}, {"MessageBody", "for the poller"}}, {});
+  Json counts = sqs_->call(
+      "GetQueueAttributes",
+      {{"QueueUrl", queue},
+       {"AttributeNames", {"ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"}}},
+      {});
+  EXPECT_EQ(counts.at("Attributes").at("ApproximateNumberOfMessages"), "1") << counts.dump();
+  EXPECT_EQ(counts.at("Attributes").at("ApproximateNumberOfMessagesNotVisible"), "0")
+      << counts.dump();
+  Json received = sqs_->call("ReceiveMessage",
+                             {{"QueueUrl", queue},
+                              {"MaxNumberOfMessages", 1},
+                              {"AttributeNames", {"All"}},
+                              {"MessageSystemAttributeNames", {"All"}}},
+                             {});
+  ASSERT_TRUE(received.contains("Messages") && received.at("Messages").size() == 1)
+      << received.dump();
+  EXPECT_EQ(received.at("Messages")[0].at("Body"), "for the poller");
+  EXPECT_EQ(received.at("Messages")[0].at("Attributes").at("ApproximateReceiveCount"), "1")
+      << "moto received the message before its poller did: " << received.dump();
+
+  // Deleting the mapping works as before.
+  EXPECT_EQ(lambda_api("DELETE", "/2015-03-31/event-source-mappings/" + uuid).status / 100, 2);
+  listed = lambda_api("GET", "/2015-03-31/event-source-mappings/?FunctionName=mapped-function");
+  EXPECT_EQ(Json::parse(listed.body).at("EventSourceMappings").size(), 0u) << listed.body;
+}
+
+// Patch 4: a state machine deployed by a CloudFormation stack is one the executing Step Functions
+// API knows. Unpatched, it is created in moto's other (non-executing) backend: ListStateMachines
+// does not show it and StartExecution answers StateMachineDoesNotExist.
+TEST_F(MotoLauncherTest, StateMachinesOfStacksCanBeExecuted) {
+  const std::string definition =
+      R"({"StartAt": "Echo", "States": {"Echo": {"Type": "Pass", "End": true}}})";
+  const std::string template_body = Json({{"Resources",
+                                           {{"Machine",
+                                             {{"Type", "AWS::StepFunctions::StateMachine"},
+                                              {"Properties",
+                                               {{"RoleArn", kRoleArn},
+                                                {"DefinitionString", definition}}}}}}}})
+                                        .dump();
+  moto_->query("cloudformation", {{"Action", "CreateStack"},
+                                  {"StackName", "machines"},
+                                  {"TemplateBody", template_body},
+                                  {"Version", "2010-05-15"}});
+  std::string machine;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (machine.empty() && std::chrono::steady_clock::now() < deadline) {
+    Json listed = sfn_->call("ListStateMachines", Json::object(), {});
+    for (const Json& entry : listed.at("stateMachines")) {
+      if (entry.at("name").get<std::string>().starts_with("machines-Machine")) {
+        machine = entry.at("stateMachineArn").get<std::string>();
+      }
+    }
+    if (machine.empty()) std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_FALSE(machine.empty()) << "the stack's state machine is not listed";
+  std::string execution;
+  ASSERT_NO_THROW(execution = start_execution(machine, "from-a-stack", {{"stack", true}}));
+  Json described = finished_execution(execution);
+  EXPECT_EQ(described.at("status"), "SUCCEEDED") << described.dump();
+  EXPECT_EQ(Json::parse(described.at("output").get<std::string>()), Json({{"stack", true}}));
 }
 
 // The launcher must stop rather than run a moto its patches no longer fit. A stand-in `moto`

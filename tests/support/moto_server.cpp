@@ -97,16 +97,6 @@ const PythonProbe& python_probe() {
 
 }  // namespace
 
-std::string xml_element_text(std::string_view xml, std::string_view tag) {
-  std::string open = "<" + std::string(tag) + ">";
-  std::string close = "</" + std::string(tag) + ">";
-  auto start = xml.find(open);
-  if (start == std::string_view::npos) return {};
-  start += open.size();
-  auto end = xml.find(close, start);
-  if (end == std::string_view::npos) return {};
-  return std::string(xml.substr(start, end - start));
-}
 
 std::optional<std::string> MotoServer::unavailable_reason() {
   const auto& probe = python_probe();
@@ -180,7 +170,7 @@ void MotoServer::bootstrap_iam_user() {
   std::string key =
       query("iam", {{"Action", "CreateAccessKey"}, {"UserName", kTestUser}, {"Version", version}},
             placeholder);
-  credentials_ = {xml_element_text(key, "AccessKeyId"), xml_element_text(key, "SecretAccessKey"),
+  credentials_ = {aws::xml_element(key, "AccessKeyId"), aws::xml_element(key, "SecretAccessKey"),
                   ""};
   if (credentials_.access_key_id.empty() || credentials_.secret_access_key.empty()) {
     throw Error(error_names::kInternalError, "CreateAccessKey answer has no key: " + key);

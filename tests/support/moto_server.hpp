@@ -89,8 +89,5 @@ class MotoServer {
   std::unique_ptr<Process> process_;
 };
 
-// The text of the first <tag>...</tag> in `xml` (query-protocol answers are small and flat
-// enough for this), or "" when absent.
-std::string xml_element_text(std::string_view xml, std::string_view tag);
 
 }  // namespace rstasker::testing

@@ -63,7 +63,15 @@ struct CurlOptions {
 // libcurl transport. Keeps a pool of connections per scheme://host:port: a connection opened by
 // one request is reused by later ones, across Lambda invocations, and concurrent requests to the
 // same host each get their own connection. TLS peer and host verification are always on.
+// libcurl itself is loaded at the first request (see http.cpp).
 std::unique_ptr<HttpTransport> make_curl_transport(CurlOptions options = {});
+
+// Plain-HTTP/1.1 transport over a socket, without libcurl, for the Lambda Runtime API on the
+// loopback interface (cheap to start: nothing to load). One kept-alive connection per origin;
+// requests to an origin are serialised. https URLs are refused with InternalError. Deadlines as
+// for HttpTransport; an unbounded deadline waits for the answer as long as it takes.
+std::unique_ptr<HttpTransport> make_plain_http_transport(
+    std::size_t max_response_bytes = 64u << 20);
 
 // The CA bundle make_curl_transport would use with default options ("" for libcurl's default).
 std::string default_ca_bundle();

@@ -47,6 +47,10 @@ std::chrono::milliseconds backoff_delay(const RetryPolicy& policy, int retry);
 // Whether AWS-FACTS.md says to retry: HTTP 500/502/503/504 or a throttling error name.
 bool is_retryable(std::string_view error_name, long http_status);
 
+// The text of the first <tag>...</tag> in a small, flat XML document (AWS query-protocol answers,
+// moto's authentication errors), or "" when absent.
+std::string xml_element(std::string_view xml, std::string_view tag);
+
 // Turns a non-2xx response into an Error: the name from the JSON body's `__type` (after the last
 // '#', before any ':'), else the x-amzn-ErrorType header, else an XML <Code> (moto's auth layer),
 // else "HttpError<status>"; the message from `message`/`Message` (JSON or XML).

@@ -28,11 +28,9 @@ using rstasker::testing::RuntimeApiServer;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-// A transport fit for GET /next: no timeout of its own.
+// The transport the binary uses for the Runtime API.
 std::shared_ptr<aws::HttpTransport> long_poll_transport() {
-  aws::CurlOptions options;
-  options.request_timeout = std::chrono::milliseconds(0);
-  return aws::make_curl_transport(options);
+  return aws::make_plain_http_transport();
 }
 
 FakeInvocation invocation(std::string request_id, std::string payload = "{}") {

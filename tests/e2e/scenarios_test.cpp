@@ -1,0 +1,641 @@
+// End-to-end scenarios on the whole local stack, brought up once for this binary with
+// scripts/local-stack and deployed from cfn/: the seed's six Step Functions scenarios and the
+// other examples of cfn/examples/state-machines.yaml, state machines the test writes itself, and
+// CloudFormation custom resources answered on a local response URL. Every outcome is read back
+// the way a user would: executions through the Step Functions API at the edge, statement results
+// through the tasker function, database state through the Data API.
+//
+// The Step Functions executions are all started when the stack is up, so they run at the same
+// time while the custom-resource tests (which run first) do their work; each test then waits for
+// its own execution.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "local_stack.hpp"
+#include "rstasker/common/error.hpp"
+#include "support/cfn_receiver.hpp"
+#include "support/paths.hpp"
+#include "support/process.hpp"
+
+namespace rstasker::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr auto kExecutionTimeout = 120s;
+constexpr auto kResponseTimeout = 60s;
+constexpr const char* kStateMachineRole = "arn:aws:iam::123456789012:role/e2e-state-machines";
+
+// What every test shares: the stack, and the executions started as soon as it was up.
+struct Shared {
+  std::unique_ptr<LocalStack> stack;
+  std::map<std::string, std::string> examples;    // the examples stack's outputs
+  std::map<std::string, std::string> executions;  // scenario -> execution ARN
+  std::string start_error;
+};
+Shared& shared() {
+  static Shared instance;
+  return instance;
+}
+
+// A state machine of the test's own, as a user would write one: one waitForTaskToken task that
+// runs `$.sql` (or the list `$.sqls`), FAILED caught, and a HeartbeatSeconds timeout caught and
+// followed by cancelStatement LATEST and describeStatement LATEST until the statement is ABORTED.
+Json callback_machine(const std::string& function_arn, int heartbeat_seconds, bool batch) {
+  Json payload = {{"taskToken.$", "$$.Task.Token"}, {"executionArn.$", "$$.Execution.Id"}};
+  payload[batch ? "sqlStatements.$" : "sqlStatement.$"] = batch ? "$.sqls" : "$.sql";
+  auto invoke = [&](const Json& call) {
+    return Json{{"Type", "Task"},
+                {"Resource", "arn:aws:states:::lambda:invoke"},
+                {"Parameters", {{"FunctionName", function_arn}, {"Payload", call}}}};
+  };
+  Json cancel = invoke({{"action", "cancelStatement"},
+                        {"statementId", "LATEST"},
+                        {"executionArn.$", "$$.Execution.Id"}});
+  cancel["ResultSelector"] = {{"Status.$", "$.Payload.Status"}};
+  cancel["ResultPath"] = "$.cancel";
+  cancel["Next"] = "Describe";
+  Json describe = invoke({{"action", "describeStatement"},
+                          {"statementId", "LATEST"},
+                          {"executionArn.$", "$$.Execution.Id"}});
+  describe["ResultSelector"] = {{"Status.$", "$.Payload.Status"}};
+  describe["ResultPath"] = "$.statement";
+  describe["Next"] = "IsAborted";
+  return {
+      {"Comment", "an e2e test's own state machine around the tasker"},
+      {"StartAt", "Run"},
+      {"States",
+       {{"Run",
+         {{"Type", "Task"},
+          {"Resource", "arn:aws:states:::lambda:invoke.waitForTaskToken"},
+          {"Parameters", {{"FunctionName", function_arn}, {"Payload", payload}}},
+          {"HeartbeatSeconds", heartbeat_seconds},
+          {"Catch",
+           {{{"ErrorEquals", {"States.Timeout"}}, {"ResultPath", "$.error"}, {"Next", "Cancel"}},
+            {{"ErrorEquals", {"FAILED"}}, {"ResultPath", "$.error"}, {"Next", "SqlFailed"}}}},
+          {"ResultPath", "$.completion"},
+          {"Next", "Finished"}}},
+        {"Finished", {{"Type", "Succeed"}}},
+        {"SqlFailed", {{"Type", "Pass"}, {"End", true}}},
+        {"Cancel", cancel},
+        {"Describe", describe},
+        {"IsAborted",
+         {{"Type", "Choice"},
+          {"Choices",
+           {{{"Variable", "$.statement.Status"}, {"StringEquals", "ABORTED"}, {"Next", "Aborted"}},
+            {{"Variable", "$.statement.Status"},
+             {"StringEquals", "FINISHED"},
+             {"Next", "NotAborted"}},
+            {{"Variable", "$.statement.Status"},
+             {"StringEquals", "FAILED"},
+             {"Next", "NotAborted"}}}},
+          {"Default", "WaitForAbort"}}},
+        {"WaitForAbort", {{"Type", "Wait"}, {"Seconds", 1}, {"Next", "Describe"}}},
+        {"Aborted", {{"Type", "Succeed"}}},
+        {"NotAborted", {{"Type", "Fail"}, {"Error", "NotAborted"}}}}}};
+}
+
+std::string create_state_machine(const aws::JsonClient& sfn, const std::string& name,
+                                 const Json& definition) {
+  return sfn
+      .call("CreateStateMachine",
+            {{"name", name}, {"definition", definition.dump()}, {"roleArn", kStateMachineRole}},
+            {})
+      .at("stateMachineArn")
+      .get<std::string>();
+}
+
+// Brings the stack up once for the binary, deploys the examples and starts every execution.
+class StackEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    if (LocalStack::unavailable_reason()) return;  // each test skips (or fails) in its SetUp
+    Shared& s = shared();
+    try {
+      s.stack = std::make_unique<LocalStack>(binary_dir() / "e2e-local-stack");
+      const std::string function = s.stack->env("TASKER_FUNCTION_ARN");
+      s.examples = s.stack->deploy_stack("examples",
+                                         source_dir() / "cfn" / "examples" / "state-machines.yaml",
+                                         {{"TaskerFunctionArn", function}});
+      // A record left for retry comes back after the completion queue's visibility timeout: six
+      // function timeouts in the template (6 minutes), 2 seconds here so that the redelivery
+      // test takes seconds. Set before any completion event exists: moto applies the timeout a
+      // ReceiveMessage long poll read when it started.
+      s.stack->sqs().call("SetQueueAttributes",
+                          {{"QueueUrl", s.stack->env("TASKER_QUEUE_URL")},
+                           {"Attributes", {{"VisibilityTimeout", "2"}}}},
+                          {});
+      const aws::JsonClient& sfn = s.stack->step_functions();
+      const std::string callback =
+          create_state_machine(sfn, "e2e-callback", callback_machine(function, 60, false));
+      const std::string short_heartbeat =
+          create_state_machine(sfn, "e2e-callback-2s", callback_machine(function, 2, false));
+      const std::string batch =
+          create_state_machine(sfn, "e2e-batch", callback_machine(function, 60, true));
+
+      auto start = [&](const std::string& scenario, const std::string& machine,
+                       const Json& input = Json::object()) {
+        s.executions[scenario] = start_execution(sfn, machine, "e2e-" + scenario, input);
+      };
+      // The slowest first: they set the suite's pace.
+      start("cancelling_statement", s.examples.at("CANCELLING_STATEMENT_ARN"));
+      start("polling", s.examples.at("POLLING_ARN"));
+      start("parallel_no_concurrency", s.examples.at("PARALLEL_NO_CONCURRENCY_ARN"));
+      start("own_cancelled", short_heartbeat, {{"sql", "select pg_sleep(120) as e2e_cancelled"}});
+      start("single_success", s.examples.at("SINGLE_SUCCESS_ARN"));
+      start("single_failure", s.examples.at("SINGLE_FAILURE_ARN"));
+      start("success_and_fail", s.examples.at("SUCCESS_AND_FAIL_ARN"));
+      start("paging", s.examples.at("PAGING_ARN"));
+      start("batch", s.examples.at("BATCH_ARN"));
+      start("named_parameters", s.examples.at("NAMED_PARAMETERS_ARN"));
+      start("own_answer", callback, {{"sql", "select 41 + 1"}});
+      start("own_missing_table", callback, {{"sql", "select * from e2e_no_such_table"}});
+      start("own_5000_rows", callback,
+            {{"sql", "select n, 'row ' || n as label from generate_series(1, 5000) as n"}});
+      start("own_batch_rolled_back", batch,
+            {{"sqls",
+              {"create table e2e_batch_rolled_back (n integer)",
+               "insert into e2e_batch_rolled_back values (1), (2)", "select 1 / 0"}}});
+    } catch (const std::exception& e) {
+      s.start_error = e.what();
+    }
+  }
+
+  void TearDown() override {
+    Shared& s = shared();
+    if (!s.stack) return;
+    const std::filesystem::path logs = s.stack->dir() / "logs";
+    EXPECT_EQ(s.stack->down(), 0) << "scripts/local-stack down failed";
+    s.stack.reset();
+    // The function ran as this build's binary: under ASan + UBSan any report in its output (or
+    // tasker-local's, which also checks for leaks when it stops) is a failure of the product.
+    std::error_code error;
+    for (auto it = std::filesystem::recursive_directory_iterator(logs, error);
+         it != std::filesystem::recursive_directory_iterator(); it.increment(error)) {
+      if (error || !it->is_regular_file()) continue;
+      std::ifstream in(it->path());
+      std::ostringstream text;
+      text << in.rdbuf();
+      for (const char* report : {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                                 "runtime error:", "SUMMARY: UndefinedBehaviorSanitizer"}) {
+        EXPECT_EQ(text.str().find(report), std::string::npos)
+            << it->path() << " holds a sanitizer report (" << report << ")";
+      }
+    }
+  }
+};
+
+::testing::Environment* const kStack = ::testing::AddGlobalTestEnvironment(new StackEnvironment);
+
+class EndToEnd : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    RSTASKER_SKIP_IF_UNAVAILABLE(LocalStack::unavailable_reason());
+    ASSERT_TRUE(shared().start_error.empty()) << shared().start_error;
+  }
+
+  static LocalStack& stack() { return *shared().stack; }
+
+  // The execution started for `scenario`, once it has ended.
+  static Execution finished(const std::string& scenario) {
+    Execution execution = await_execution(stack().step_functions(),
+                                          shared().executions.at(scenario), kExecutionTimeout);
+    EXPECT_NE(execution.status, "RUNNING") << scenario << " still runs after "
+                                           << kExecutionTimeout.count() << " s";
+    return execution;
+  }
+
+  static Json invoke_tasker(const Json& event) { return stack().invoke_tasker(event); }
+
+  // describeStatement / getStatementResult LATEST for an execution, through the function.
+  static Json latest(const std::string& action, const std::string& execution_arn,
+                     const std::string& next_token = "") {
+    Json event = {{"action", action}, {"statementId", "LATEST"}, {"executionArn", execution_arn}};
+    if (!next_token.empty()) event["nextToken"] = next_token;
+    return invoke_tasker(event);
+  }
+
+  // The Cause of a caught FAILED, parsed: {state, statementId, statementName, error}.
+  static Json failure_cause(const Json& error) {
+    EXPECT_EQ(error.value("Error", ""), "FAILED") << error.dump();
+    return Json::parse(error.value("Cause", "{}"));
+  }
+
+  static std::size_t count(const std::vector<std::string>& path, const std::string& state) {
+    return static_cast<std::size_t>(std::count(path.begin(), path.end(), state));
+  }
+
+  // --- CloudFormation custom resources ---------------------------------------------------------
+
+  struct CfnResource {
+    std::string logical_id;
+    std::string type;
+    std::string physical_id;  // from the Create response
+    Json properties;
+  };
+
+  // Sends one CloudFormation request to the function as CloudFormation does (an asynchronous
+  // invoke), with `receiver` as its response URL, and returns the response it PUT there.
+  static Json cfn_request(CfnReceiver& receiver, CfnResource& resource,
+                          const std::string& request_type, const Json& properties) {
+    const std::size_t before = receiver.received().size();
+    Json properties_with_token = properties;
+    properties_with_token["ServiceToken"] = stack().env("TASKER_FUNCTION_ARN");
+    Json request = {
+        {"RequestType", request_type},
+        {"ResponseURL", receiver.url("/e2e/" + resource.logical_id + "/" + request_type +
+                                     "?X-Amz-Expires=7200&X-Amz-Signature=e2e")},
+        {"StackId",
+         "arn:aws:cloudformation:us-east-1:123456789012:stack/e2e/"
+         "6a1e0000-0000-4000-8000-000000000001"},
+        {"RequestId", "e2e-" + resource.logical_id + "-" + request_type},
+        {"ResourceType", resource.type},
+        {"LogicalResourceId", resource.logical_id},
+        {"ServiceToken", stack().env("TASKER_FUNCTION_ARN")},
+        {"ResourceProperties", properties_with_token}};
+    if (request_type != "Create") request["PhysicalResourceId"] = resource.physical_id;
+    if (request_type == "Update") {
+      Json old = resource.properties;
+      old["ServiceToken"] = stack().env("TASKER_FUNCTION_ARN");
+      request["OldResourceProperties"] = old;
+    }
+    aws::HttpResponse invoked =
+        stack().invoke(stack().env("TASKER_FUNCTION_NAME"), request.dump(), "Event");
+    EXPECT_EQ(invoked.status, 202) << invoked.body;
+    if (!receiver.wait_for(before + 1, kResponseTimeout)) {
+      ADD_FAILURE() << "no CloudFormation response to " << request_type << " of "
+                    << resource.logical_id << " within " << kResponseTimeout.count() << " s\n"
+                    << stack().function_logs().substr(0, 20000);
+      return Json::object();
+    }
+    const ReceivedRequest answer = receiver.received().at(before);
+    EXPECT_EQ(answer.method, "PUT");
+    EXPECT_EQ(answer.status, 200) << answer.body;
+    EXPECT_TRUE(answer.problems.empty()) << answer.problems.front();
+    Json body = Json::parse(answer.body);
+    EXPECT_EQ(body.value("RequestId", ""), request.at("RequestId"));
+    EXPECT_EQ(body.value("LogicalResourceId", ""), resource.logical_id);
+    EXPECT_EQ(body.value("StackId", ""), request.at("StackId"));
+    if (request_type == "Create") resource.physical_id = body.value("PhysicalResourceId", "");
+    resource.properties = properties;
+    return body;
+  }
+};
+
+// --- CloudFormation custom resources (run first: the executions run meanwhile) -----------------
+
+TEST_F(EndToEnd, RedshiftSqlResourceIsCreatedUpdatedAndDeleted) {
+  CfnReceiver receiver;
+  CfnResource table{"E2eTable", "Custom::RedshiftSql", "", Json::object()};
+  const Json properties = {{"CreateSql", "create table e2e_cfn_table (n integer)"},
+                           {"UpdateSql", "alter table e2e_cfn_table add column label text"},
+                           {"DeleteSql", "drop table e2e_cfn_table"}};
+  const std::string columns =
+      "select count(*) from information_schema.columns where table_name = 'e2e_cfn_table'";
+
+  Json created = cfn_request(receiver, table, "Create", properties);
+  EXPECT_EQ(created.value("Status", ""), "SUCCESS") << created.dump();
+  EXPECT_TRUE(table.physical_id.starts_with("E2eTable:")) << table.physical_id;
+  EXPECT_EQ(sql_value(stack(), columns), "1");
+
+  Json updated = cfn_request(receiver, table, "Update", properties);
+  EXPECT_EQ(updated.value("Status", ""), "SUCCESS") << updated.dump();
+  EXPECT_EQ(updated.value("PhysicalResourceId", ""), table.physical_id);
+  EXPECT_EQ(sql_value(stack(), columns), "2") << "UpdateSql did not run";
+
+  Json deleted = cfn_request(receiver, table, "Delete", properties);
+  EXPECT_EQ(deleted.value("Status", ""), "SUCCESS") << deleted.dump();
+  EXPECT_EQ(deleted.value("PhysicalResourceId", ""), table.physical_id);
+  EXPECT_EQ(sql_value(stack(), "select to_regclass('e2e_cfn_table') is null"), "true");
+  EXPECT_EQ(receiver.received().size(), 3u) << "each request is answered exactly once";
+}
+
+TEST_F(EndToEnd, RedshiftUserResourceIsCreatedRenamedAndDeleted) {
+  CfnReceiver receiver;
+  CfnResource user{"E2eUser", "Custom::RedshiftUser", "", Json::object()};
+  // md5 + md5(password + username), as the resource requires: printf '%s%s' e2e-secret <name>.
+  const Json created_properties = {{"username", "e2e_cfn_user"},
+                                   {"password", "md5785ace72f22b138301067778a9259763"},
+                                   {"create_db", "true"},
+                                   {"connection_limit", "3"},
+                                   {"valid_until", "2030-01-01"}};
+  auto role = [&](const std::string& name) {
+    return sql_value(stack(),
+                     "select rolcanlogin || ',' || rolcreatedb || ',' || rolconnlimit || ',' || "
+                     "rolpassword from pg_authid where rolname = '" +
+                         name + "'");
+  };
+
+  Json created = cfn_request(receiver, user, "Create", created_properties);
+  EXPECT_EQ(created.value("Status", ""), "SUCCESS") << created.dump();
+  EXPECT_EQ(created["Data"].value("Username", ""), "e2e_cfn_user") << created.dump();
+  EXPECT_EQ(role("e2e_cfn_user"), "true,true,3,md5785ace72f22b138301067778a9259763");
+
+  Json renamed_properties = created_properties;
+  renamed_properties["username"] = "e2e_cfn_renamed";
+  renamed_properties["password"] = "md5b36112ed2ba79705f35b846269620990";
+  renamed_properties["connection_limit"] = "5";
+  Json updated = cfn_request(receiver, user, "Update", renamed_properties);
+  EXPECT_EQ(updated.value("Status", ""), "SUCCESS") << updated.dump();
+  EXPECT_EQ(updated.value("PhysicalResourceId", ""), user.physical_id) << "renamed in place";
+  EXPECT_EQ(updated["Data"].value("Username", ""), "e2e_cfn_renamed") << updated.dump();
+  EXPECT_EQ(role("e2e_cfn_user"), "") << "the old name is gone";
+  EXPECT_EQ(role("e2e_cfn_renamed"), "true,true,5,md5b36112ed2ba79705f35b846269620990");
+
+  Json deleted = cfn_request(receiver, user, "Delete", renamed_properties);
+  EXPECT_EQ(deleted.value("Status", ""), "SUCCESS") << deleted.dump();
+  EXPECT_EQ(deleted.value("PhysicalResourceId", ""), user.physical_id);
+  EXPECT_EQ(role("e2e_cfn_renamed"), "");
+}
+
+// The completion is delivered through SQS; the first delivery cannot call back (the response
+// URL answers 503 to every attempt the function makes), so the function lists the record in
+// batchItemFailures; the event-source mapping lets it come back after the visibility timeout,
+// and the second delivery calls back. The SQL runs once, and CloudFormation hears once.
+TEST_F(EndToEnd, CompletionThatFailsOnceIsRedeliveredAndCalledBackOnce) {
+  CfnReceiver receiver;
+  receiver.fail_next(1000, 503);
+  CfnResource table{"E2eRedelivered", "Custom::RedshiftSql", "", Json::object()};
+  Json request_properties = {{"CreateSql", "create table e2e_redelivered (n integer)"}};
+
+  // As cfn_request, but the first answers are failures by design.
+  Json properties = request_properties;
+  properties["ServiceToken"] = stack().env("TASKER_FUNCTION_ARN");
+  Json request = {{"RequestType", "Create"},
+                  {"ResponseURL", receiver.url("/e2e/redelivered?X-Amz-Signature=e2e")},
+                  {"StackId",
+                   "arn:aws:cloudformation:us-east-1:123456789012:stack/e2e/"
+                   "6a1e0000-0000-4000-8000-000000000002"},
+                  {"RequestId", "e2e-redelivered-create"},
+                  {"ResourceType", table.type},
+                  {"LogicalResourceId", table.logical_id},
+                  {"ResourceProperties", properties}};
+  ASSERT_EQ(stack().invoke(stack().env("TASKER_FUNCTION_NAME"), request.dump(), "Event").status,
+            202);
+
+  // The first delivery gave up: its retries were refused and the function said so.
+  const std::string gave_up = "could not call back for statement cfn:";
+  ASSERT_TRUE(eventually(
+      [&] {
+        return !receiver.received().empty() &&
+               stack().function_logs().find(gave_up) != std::string::npos;
+      },
+      kResponseTimeout))
+      << "the first delivery never failed to call back\n"
+      << stack().function_logs().substr(0, 20000);
+  receiver.fail_next(0);
+
+  ASSERT_TRUE(eventually(
+      [&] {
+        const auto received = receiver.received();
+        return std::any_of(received.begin(), received.end(),
+                           [](const ReceivedRequest& r) { return r.status == 200; });
+      },
+      kResponseTimeout))
+      << "the redelivered completion never called back\n"
+      << stack().function_logs().substr(0, 20000);
+  // Once called back, the record is done: the queue empties and nothing more arrives.
+  EXPECT_TRUE(eventually(
+      [&] {
+        Json attributes =
+            stack()
+                .sqs()
+                .call("GetQueueAttributes",
+                      {{"QueueUrl", stack().env("TASKER_QUEUE_URL")},
+                       {"AttributeNames",
+                        {"ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"}}},
+                      {})
+                .at("Attributes");
+        return attributes.at("ApproximateNumberOfMessages") == "0" &&
+               attributes.at("ApproximateNumberOfMessagesNotVisible") == "0";
+      },
+      20s));
+
+  const std::vector<ReceivedRequest> received = receiver.received();
+  ASSERT_GE(received.size(), 2u);
+  for (std::size_t i = 0; i + 1 < received.size(); ++i) {
+    EXPECT_EQ(received[i].status, 503) << "attempt " << i << " of the first delivery";
+  }
+  EXPECT_EQ(received.back().status, 200) << "exactly one answer got through, and it was the last";
+  Json body = Json::parse(received.back().body);
+  EXPECT_EQ(body.value("Status", ""), "SUCCESS") << received.back().body;
+  EXPECT_EQ(body.value("RequestId", ""), "e2e-redelivered-create");
+  EXPECT_TRUE(received.back().problems.empty()) << received.back().problems.front();
+  // The SQL ran once (a second CREATE TABLE would have failed the resource).
+  EXPECT_EQ(sql_value(stack(), "select to_regclass('e2e_redelivered') is not null"), "true");
+
+  // The function's own account: one failed delivery, one completion, of the same statement.
+  const std::string logs = stack().function_logs();
+  const std::size_t at = logs.find(gave_up);
+  ASSERT_NE(at, std::string::npos);
+  const std::size_t name_start = at + std::string("could not call back for statement ").size();
+  const std::string statement = logs.substr(name_start, logs.find(' ', name_start) - name_start);
+  std::size_t completions = 0;
+  std::istringstream lines(logs);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find("statement " + statement + " (") != std::string::npos &&
+        line.find(": completed") != std::string::npos) {
+      ++completions;
+    }
+  }
+  EXPECT_EQ(completions, 1u) << "statement " << statement << "\n" << logs.substr(0, 20000);
+}
+
+// --- The seed's six scenarios (cfn/examples/state-machines.yaml) -------------------------------
+
+TEST_F(EndToEnd, Seed_SingleSuccess) {
+  Execution run = finished("single_success");
+  ASSERT_EQ(run.status, "SUCCEEDED") << run.described.dump();
+  EXPECT_EQ(run.path, (std::vector<std::string>{"RunSql", "Succeeded"}));
+  // The task's output is the completion event as EventBridge delivered it.
+  const Json& detail = run.output.at("statement").at("detail");
+  EXPECT_EQ(detail.at("state"), "FINISHED");
+  EXPECT_TRUE(detail.at("statementName").get<std::string>().starts_with(run.arn + ":"))
+      << detail.dump();
+  Json result = latest("getStatementResult", run.arn);
+  EXPECT_EQ(result.at("ColumnMetadata").at(0).at("name"), "one") << result.dump();
+  EXPECT_EQ(result.at("Records").at(0).at(0).at("longValue"), 1) << result.dump();
+}
+
+TEST_F(EndToEnd, Seed_SingleFailure) {
+  Execution run = finished("single_failure");
+  ASSERT_EQ(run.status, "SUCCEEDED") << run.described.dump();
+  EXPECT_EQ(run.path,
+            (std::vector<std::string>{"RunFailingSql", "DescribeFailure", "FailureHandled"}));
+  const std::string postgres_says =
+      "relation \"rstasker_example_table_that_does_not_exist\" does not exist";
+  Json cause = failure_cause(run.output.at("error"));
+  EXPECT_EQ(cause.value("state", ""), "FAILED");
+  EXPECT_NE(cause.value("error", "").find(postgres_says), std::string::npos) << cause.dump();
+  EXPECT_EQ(run.output.at("statement").at("Status"), "FAILED");
+  EXPECT_NE(run.output.at("statement").value("Error", "").find(postgres_says), std::string::npos);
+}
+
+TEST_F(EndToEnd, Seed_SuccessAndFail) {
+  Execution run = finished("success_and_fail");
+  ASSERT_EQ(run.status, "SUCCEEDED") << run.described.dump();
+  EXPECT_EQ(run.path, (std::vector<std::string>{"First", "Second", "SecondFailed"}));
+  EXPECT_EQ(run.output.at("first").at("detail").at("state"), "FINISHED");
+  Json cause = failure_cause(run.output.at("error"));
+  EXPECT_NE(cause.value("error", "").find("division by zero"), std::string::npos) << cause.dump();
+}
+
+TEST_F(EndToEnd, Seed_ParallelNoConcurrency) {
+  Execution run = finished("parallel_no_concurrency");
+  ASSERT_EQ(run.status, "SUCCEEDED") << run.described.dump();
+  // One branch ran the singleton, the other caught ConcurrentExecution (its only Catch).
+  std::vector<std::string> outcomes = run.output.get<std::vector<std::string>>();
+  std::sort(outcomes.begin(), outcomes.end());
+  EXPECT_EQ(outcomes, (std::vector<std::string>{"ran", "refused"})) << run.output.dump();
+  EXPECT_EQ(count(run.path, "RanA") + count(run.path, "RanB"), 1u);
+  EXPECT_EQ(count(run.path, "RefusedA") + count(run.path, "RefusedB"), 1u);
+  EXPECT_EQ(run.path.back(), "Done");
+}
+
+TEST_F(EndToEnd, Seed_CancellingStatement) {
+  Execution run = finished("cancelling_statement");
+  ASSERT_EQ(run.status, "SUCCEEDED") << run.described.dump();
+  ASSERT_GE(run.path.size(), 6u);
+  EXPECT_EQ(std::vector<std::string>(run.path.begin(), run.path.begin() + 5),
+            (std::vector<std::string>{"LongSql", "Cancel", "WaitForAbort", "Describe", "IsAborted"}));
+  EXPECT_EQ(run.path.back(), "Cancelled");
+  EXPECT_EQ(run.output.at("error").at("Error"), "States.Timeout");
+  EXPECT_EQ(run.output.at("cancel").at("Status"), true);
+  EXPECT_EQ(run.output.at("statement").at("Status"), "ABORTED");
+  EXPECT_EQ(latest("describeStatement", run.arn).at("Status"), "ABORTED");
+  // Cancelled on PostgreSQL too: the sleep no longer runs.
+  EXPECT_EQ(sql_value(stack(),
+                      "select count(*) from pg_stat_activity where query = 'select pg_sleep(600)'"),
+            "0");
+}
+
+TEST_F(EndToEnd, Seed_Polling) {
+  Execution run = finished("polling");
+  ASSERT_EQ(run.status, "SUCCEEDED") << run.described.dump();
+  EXPECT_EQ(run.path.front(), "Start");
+  EXPECT_EQ(run.path.back(), "Done");
+  // pg_sleep(5) outlives the first 2-second wait: the loop went round at least twice.
+  EXPECT_GE(count(run.path, "Describe"), 2u);
+  EXPECT_EQ(count(run.path, "Describe"), count(run.path, "Wait"));
+  EXPECT_EQ(run.output.at("statement").at("Status"), "FINISHED");
+  EXPECT_EQ(run.output.at("statement").at("Id"), run.output.at("started").at("Id"));
+}
+
+// --- The other examples -------------------------------------------------------------------------
+
+TEST_F(EndToEnd, Example_PagingInTheStateMachine) {
+  Execution run = finished("paging");
+  ASSERT_EQ(run.status, "SUCCEEDED") << run.described.dump();
+  EXPECT_EQ(run.output, Json({{"pages", 3}, {"rows", 2500}, {"totalRows", 2500}}));
+  EXPECT_EQ(count(run.path, "NextPage"), 2u);
+}
+
+TEST_F(EndToEnd, Example_Batch) {
+  Execution run = finished("batch");
+  ASSERT_EQ(run.status, "SUCCEEDED") << run.described.dump();
+  EXPECT_EQ(run.path, (std::vector<std::string>{"RunBatch", "Done"}));
+  EXPECT_EQ(run.output.at("batch").at("detail").at("state"), "FINISHED");
+  Json described = latest("describeStatement", run.arn);
+  EXPECT_EQ(described.at("Status"), "FINISHED");
+  const Json& subs = described.at("SubStatements");
+  ASSERT_EQ(subs.size(), 3u) << described.dump();
+  for (const Json& sub : subs) EXPECT_EQ(sub.at("Status"), "FINISHED") << sub.dump();
+  // The third statement saw the rows the second inserted: one transaction.
+  Json result = invoke_tasker({{"action", "getStatementResult"}, {"statementId", subs[2].at("Id")}});
+  EXPECT_EQ(result.at("Records").at(0).at(0).at("longValue"), 3) << result.dump();
+}
+
+TEST_F(EndToEnd, Example_NamedParameters) {
+  Execution run = finished("named_parameters");
+  ASSERT_EQ(run.status, "SUCCEEDED") << run.described.dump();
+  EXPECT_EQ(run.path, (std::vector<std::string>{"Run", "Result"}));
+  EXPECT_EQ(run.output, Json::parse(R"([[{"longValue": 42}, {"stringValue": "hello"}]])"));
+}
+
+// --- State machines of the test's own -----------------------------------------------------------
+
+TEST_F(EndToEnd, AnyStateMachine_AnswerIsReadThroughTheFunction) {
+  Execution run = finished("own_answer");
+  ASSERT_EQ(run.status, "SUCCEEDED") << run.described.dump();
+  EXPECT_EQ(run.path, (std::vector<std::string>{"Run", "Finished"}));
+  EXPECT_EQ(run.output.at("completion").at("detail").at("state"), "FINISHED");
+  Json result = latest("getStatementResult", run.arn);
+  EXPECT_EQ(result.at("Records").at(0).at(0).at("longValue"), 42) << result.dump();
+}
+
+TEST_F(EndToEnd, AnyStateMachine_MissingTableFailsWithPostgresText) {
+  Execution run = finished("own_missing_table");
+  ASSERT_EQ(run.status, "SUCCEEDED") << run.described.dump();
+  EXPECT_EQ(run.path, (std::vector<std::string>{"Run", "SqlFailed"}));
+  Json cause = failure_cause(run.output.at("error"));
+  EXPECT_EQ(cause.value("state", ""), "FAILED");
+  EXPECT_NE(cause.value("error", "").find("relation \"e2e_no_such_table\" does not exist"),
+            std::string::npos)
+      << cause.dump();
+  EXPECT_TRUE(cause.value("statementName", "").starts_with(run.arn + ":")) << cause.dump();
+}
+
+TEST_F(EndToEnd, AnyStateMachine_StatementPastItsHeartbeatIsCancelled) {
+  Execution run = finished("own_cancelled");
+  ASSERT_EQ(run.status, "SUCCEEDED") << run.described.dump();
+  ASSERT_GE(run.path.size(), 4u);
+  EXPECT_EQ(std::vector<std::string>(run.path.begin(), run.path.begin() + 4),
+            (std::vector<std::string>{"Run", "Cancel", "Describe", "IsAborted"}));
+  EXPECT_EQ(run.path.back(), "Aborted");
+  EXPECT_EQ(run.output.at("error").at("Error"), "States.Timeout");
+  EXPECT_EQ(run.output.at("statement").at("Status"), "ABORTED");
+  EXPECT_EQ(latest("describeStatement", run.arn).at("Status"), "ABORTED");
+  EXPECT_EQ(sql_value(stack(), "select count(*) from pg_stat_activity where query like "
+                               "'select pg_sleep(120) as e2e_cancelled%'"),
+            "0");
+}
+
+TEST_F(EndToEnd, AnyStateMachine_FiveThousandRowsArePagedWithNextToken) {
+  Execution run = finished("own_5000_rows");
+  ASSERT_EQ(run.status, "SUCCEEDED") << run.described.dump();
+  EXPECT_EQ(run.output.at("completion").at("detail").at("rows"), 5000);
+  std::vector<long long> numbers;
+  std::size_t pages = 0;
+  std::string next_token;
+  do {
+    Json page = latest("getStatementResult", run.arn, next_token);
+    ++pages;
+    ASSERT_LE(pages, 5000u) << "paging does not end";
+    EXPECT_EQ(page.at("TotalNumRows"), 5000);
+    for (const Json& record : page.at("Records")) {
+      const long long n = record.at(0).at("longValue").get<long long>();
+      EXPECT_EQ(record.at(1).at("stringValue"), "row " + std::to_string(n));
+      numbers.push_back(n);
+    }
+    next_token = page.value("NextToken", "");
+  } while (!next_token.empty());
+  EXPECT_GT(pages, 1u) << "a 5,000-row result comes in several pages";
+  ASSERT_EQ(numbers.size(), 5000u);
+  for (std::size_t i = 0; i < numbers.size(); ++i) {
+    ASSERT_EQ(numbers[i], static_cast<long long>(i + 1)) << "row " << i << " of " << pages
+                                                          << " pages";
+  }
+}
+
+TEST_F(EndToEnd, AnyStateMachine_FailedBatchCommitsNothing) {
+  Execution run = finished("own_batch_rolled_back");
+  ASSERT_EQ(run.status, "SUCCEEDED") << run.described.dump();
+  EXPECT_EQ(run.path, (std::vector<std::string>{"Run", "SqlFailed"}));
+  Json cause = failure_cause(run.output.at("error"));
+  EXPECT_NE(cause.value("error", "").find("division by zero"), std::string::npos) << cause.dump();
+  EXPECT_EQ(sql_value(stack(), "select to_regclass('e2e_batch_rolled_back') is null"), "true")
+      << "the table of the failed batch's first statement was committed";
+}
+
+}  // namespace
+}  // namespace rstasker::testing

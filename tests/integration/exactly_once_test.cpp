@@ -1,0 +1,308 @@
+// Exactly one callback per statement, counted at the receiving servers: completions replayed
+// three times in a row and three times at once, and crashes after each step, with the state
+// table on moto's DynamoDB (real conditional writes), Step Functions callbacks going to a local
+// HTTP server that answers like Step Functions, and CloudFormation responses to a local receiver.
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <map>
+#include <thread>
+
+#include "rstasker/aws/endpoints.hpp"
+#include "rstasker/common/error.hpp"
+#include "rstasker/common/text.hpp"
+#include "rstasker/services/dynamodb.hpp"
+#include "rstasker/tasker/tasker.hpp"
+#include "support/cfn_receiver.hpp"
+#include "support/fakes.hpp"
+#include "support/moto_server.hpp"
+
+namespace rstasker::tasker {
+namespace {
+
+using rstasker::testing::CfnReceiver;
+using rstasker::testing::FakeRedshiftData;
+using rstasker::testing::MotoOptions;
+using rstasker::testing::MotoServer;
+
+// Step Functions' callback API as far as callers can tell: the first SendTaskSuccess/Failure of
+// a token closes its task; later calls on it (and heartbeats) answer TaskTimedOut. Counts what
+// it receives, and can answer 500 for chosen tokens.
+class StepFunctionsServer {
+ public:
+  StepFunctionsServer() {
+    server_.Post("/", [this](const httplib::Request& req, httplib::Response& res) {
+      std::string target = req.get_header_value("X-Amz-Target");
+      Json body = Json::parse(req.body);
+      std::string token = body.value("taskToken", "");
+      std::lock_guard lock(mutex_);
+      if (failing_.contains(token)) {
+        res.status = 500;
+        res.set_content(R"({"__type":"InternalFailure","message":"unavailable"})",
+                        "application/x-amz-json-1.0");
+        return;
+      }
+      if (closed_.contains(token)) {
+        res.status = 400;
+        res.set_content(R"({"__type":"TaskTimedOut","message":"Task Timed Out"})",
+                        "application/x-amz-json-1.0");
+        return;
+      }
+      if (target == "AWSStepFunctions.SendTaskHeartbeat") {
+        ++heartbeats_;
+      } else {
+        ++callbacks_[token];
+        closed_.insert(token);
+      }
+      res.set_content("{}", "application/x-amz-json-1.0");
+    });
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    while (!server_.is_running()) std::this_thread::yield();
+  }
+  ~StepFunctionsServer() {
+    server_.stop();
+    thread_.join();
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::map<std::string, int> callbacks() const {
+    std::lock_guard lock(mutex_);
+    return callbacks_;
+  }
+  int heartbeats() const {
+    std::lock_guard lock(mutex_);
+    return heartbeats_;
+  }
+  void fail(const std::string& token) {
+    std::lock_guard lock(mutex_);
+    failing_.insert(token);
+  }
+
+ private:
+  httplib::Server server_;
+  int port_ = 0;
+  std::thread thread_;
+  mutable std::mutex mutex_;
+  std::map<std::string, int> callbacks_;
+  std::set<std::string> closed_;
+  std::set<std::string> failing_;
+  int heartbeats_ = 0;
+};
+
+struct SimulatedCrash {};
+
+class ExactlyOnceTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (MotoServer::unavailable_reason()) return;
+    try {
+      moto_ = std::make_unique<MotoServer>(MotoOptions{});
+    } catch (const std::exception& e) {
+      start_error_ = e.what();
+    }
+  }
+  static void TearDownTestSuite() { moto_.reset(); }
+
+  void SetUp() override {
+    RSTASKER_SKIP_IF_UNAVAILABLE(MotoServer::unavailable_reason());
+    ASSERT_NE(moto_, nullptr) << "moto did not start: " << start_error_;
+    transport_ = aws::make_curl_transport();
+    auto dynamo = std::make_shared<const services::DynamoDb>(std::make_shared<const aws::JsonClient>(
+        aws::protocol::kDynamoDb,
+        aws::resolve_endpoint(aws::service::kDynamoDb, moto_->region(), moto_->env()),
+        moto_->credentials(), transport_));
+    table_ = "exactly-once-" + random_uuid().substr(0, 8);
+    dynamo->create_table(state_table_definition(table_), context());
+    state_ = make_dynamodb_state_table(dynamo, table_);
+    step_functions_ = services::make_step_functions(std::make_shared<const aws::JsonClient>(
+        aws::protocol::kStepFunctions,
+        aws::Endpoint{sfn_server_.url(), moto_->region(), "states"}, moto_->credentials(),
+        transport_, aws::RetryPolicy{2, std::chrono::milliseconds(1), std::chrono::milliseconds(5)}));
+    responder_ = services::make_cfn_responder(
+        transport_, aws::RetryPolicy{2, std::chrono::milliseconds(1), std::chrono::milliseconds(5)});
+  }
+
+  // A fresh sandbox: new tasker over the same services.
+  std::unique_ptr<Tasker> sandbox(CompletionOptions options = {}) {
+    Config config;
+    config.target = {"cluster-1", "", "dev", "admin", ""};
+    config.table_name = table_;
+    config.region = moto_->region();
+    return std::make_unique<Tasker>(
+        config, Dependencies{redshift_, state_, step_functions_, responder_}, std::move(options));
+  }
+
+  static aws::CallContext context(std::chrono::milliseconds left = std::chrono::seconds(60)) {
+    return {Deadline::after(left), {}};
+  }
+
+  struct Started {
+    std::string name;
+    std::string id;
+    std::string token;  // "" for a CloudFormation waiter
+  };
+
+  Started start_sfn(int i) {
+    std::string token = "TOKEN-" + std::to_string(i) + "-" + random_uuid();
+    Json out = sandbox()->handle(
+        {{"sqlStatement", "select " + std::to_string(i)},
+         {"executionArn",
+          "arn:aws:states:us-east-1:123456789012:execution:M:run-" + random_uuid()},
+         {"taskToken", token}},
+        context());
+    return {out["StatementName"], out["Id"], token};
+  }
+
+  Started start_cfn(int i) {
+    Json request = {{"RequestType", "Create"},
+                    {"ResponseURL", receiver_.url("/r/" + std::to_string(i) + "?X-Amz-Signature=s")},
+                    {"StackId", "arn:aws:cloudformation:us-east-1:123456789012:stack/s/1"},
+                    {"RequestId", random_uuid()},
+                    {"LogicalResourceId", "Schema" + std::to_string(i)},
+                    {"ResourceType", "Custom::RedshiftSql"},
+                    {"ResourceProperties",
+                     {{"CreateSql", "create schema s" + std::to_string(i)}}}};
+    Json out = sandbox()->handle(request, context());
+    EXPECT_EQ(out["Status"], "STARTED");
+    return {out["StatementName"], out["StatementId"], ""};
+  }
+
+  static Json completion(const Started& s, const std::string& message_id,
+                         const std::string& state = "FINISHED") {
+    Json body = {{"version", "0"},
+                 {"id", random_uuid()},
+                 {"detail-type", "Redshift Data Statement Status Change"},
+                 {"source", "aws.redshift-data"},
+                 {"detail",
+                  {{"statementName", s.name},
+                   {"statementId", s.id},
+                   {"state", state},
+                   {"redshiftQueryId", -1},
+                   {"rows", 1}}}};
+    return {{"messageId", message_id}, {"eventSource", "aws:sqs"}, {"body", dump_json(body)}};
+  }
+
+  static std::vector<std::string> failed(const Json& response) {
+    std::vector<std::string> ids;
+    for (const auto& f : response.at("batchItemFailures")) ids.push_back(f.at("itemIdentifier"));
+    return ids;
+  }
+
+  // Delivers `batch` until every record is acknowledged, as SQS redelivery would.
+  void deliver_until_acknowledged(Json batch) {
+    for (int round = 0; round < 5 && !batch["Records"].empty(); ++round) {
+      auto retry = failed(sandbox()->handle(batch, context()));
+      Json records = Json::array();
+      for (const auto& r : batch["Records"]) {
+        if (std::find(retry.begin(), retry.end(), r["messageId"]) != retry.end()) {
+          records.push_back(r);
+        }
+      }
+      batch["Records"] = records;
+    }
+    EXPECT_TRUE(batch["Records"].empty()) << "never acknowledged: " << batch.dump();
+  }
+
+  std::size_t responses_for(const std::string& path) {
+    std::size_t n = 0;
+    for (const auto& r : receiver_.received()) n += r.target.starts_with(path) ? 1 : 0;
+    return n;
+  }
+
+  static inline std::unique_ptr<MotoServer> moto_;
+  static inline std::string start_error_;
+  // The servers outlive the clients (declared first, destroyed last): the clients' kept-alive
+  // connections close first, so stopping a server does not wait for them to time out.
+  StepFunctionsServer sfn_server_;
+  CfnReceiver receiver_;
+  std::shared_ptr<aws::HttpTransport> transport_;
+  std::string table_;
+  std::shared_ptr<StateTable> state_;
+  std::shared_ptr<FakeRedshiftData> redshift_ = std::make_shared<FakeRedshiftData>();
+  std::shared_ptr<services::StepFunctions> step_functions_;
+  std::shared_ptr<services::CfnResponder> responder_;
+};
+
+TEST_F(ExactlyOnceTest, EveryCompletionReplayedThreeTimesInARowCallsBackOnce) {
+  std::vector<Started> sfn, cfn;
+  for (int i = 0; i < 3; ++i) sfn.push_back(start_sfn(i));
+  for (int i = 0; i < 3; ++i) cfn.push_back(start_cfn(i));
+  for (int copy = 0; copy < 3; ++copy) {
+    Json records = Json::array();
+    for (const auto& s : sfn) records.push_back(completion(s, s.id + std::to_string(copy)));
+    for (const auto& s : cfn) records.push_back(completion(s, s.id + std::to_string(copy)));
+    deliver_until_acknowledged({{"Records", records}});
+  }
+  auto counted = sfn_server_.callbacks();
+  for (const auto& s : sfn) EXPECT_EQ(counted[s.token], 1) << s.name;
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(responses_for("/r/" + std::to_string(i) + "?"), 1u) << i;
+  for (const auto& r : receiver_.received()) EXPECT_TRUE(r.problems.empty()) << r.body;
+}
+
+TEST_F(ExactlyOnceTest, EveryCompletionDeliveredThreeTimesAtOnceCallsBackOnce) {
+  std::vector<Started> started;
+  for (int i = 0; i < 4; ++i) started.push_back(start_sfn(10 + i));
+  for (int i = 0; i < 4; ++i) started.push_back(start_cfn(10 + i));
+  std::vector<std::thread> threads;
+  for (int copy = 0; copy < 3; ++copy) {
+    threads.emplace_back([&, copy] {
+      Json records = Json::array();
+      for (const auto& s : started) records.push_back(completion(s, s.id + std::to_string(copy)));
+      deliver_until_acknowledged({{"Records", records}});
+    });
+  }
+  for (auto& t : threads) t.join();
+  auto counted = sfn_server_.callbacks();
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(counted[started[i].token], 1) << started[i].name;
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(responses_for("/r/" + std::to_string(10 + i) + "?"), 1u) << 10 + i;
+  }
+}
+
+TEST_F(ExactlyOnceTest, ABatchReportsExactlyTheRecordWhoseCallbackFails) {
+  Started a = start_sfn(20), b = start_sfn(21), c = start_sfn(22);
+  sfn_server_.fail(b.token);
+  Json batch = {{"Records", {completion(a, "ma"), completion(b, "mb"), completion(c, "mc")}}};
+  EXPECT_EQ(failed(sandbox()->handle(batch, context())), std::vector<std::string>{"mb"});
+  auto counted = sfn_server_.callbacks();
+  EXPECT_EQ(counted[a.token], 1);
+  EXPECT_EQ(counted[c.token], 1);
+  EXPECT_EQ(counted.count(b.token), 0u);
+}
+
+class CrashAfter : public ExactlyOnceTest, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(CrashAfter, TheRedeliveryStillCallsBackExactlyOnce) {
+  Started sfn = start_sfn(30);
+  Started cfn = start_cfn(30);
+  CompletionOptions crashing;
+  // The lease (deadline + grace) is already over when the redelivery comes, as it is in
+  // production after the queue's visibility timeout.
+  crashing.claim_grace = std::chrono::milliseconds(-61000);
+  crashing.min_time_to_start = std::chrono::milliseconds(0);
+  crashing.max_parallel = 1;
+  crashing.fault_hook = [step = GetParam()](std::string_view at) {
+    if (at == step) throw SimulatedCrash{};
+  };
+  for (const Started* s : {&sfn, &cfn}) {
+    Json batch = {{"Records", {completion(*s, "m-" + s->id)}}};
+    EXPECT_THROW(sandbox(crashing)->handle(batch, context()), SimulatedCrash);
+    deliver_until_acknowledged(batch);
+    deliver_until_acknowledged(batch);  // and a late duplicate
+  }
+  EXPECT_EQ(sfn_server_.callbacks()[sfn.token], 1) << "crash after " << GetParam();
+  // CloudFormation cannot be asked whether it got the answer: after a crash between the PUT and
+  // the record being marked done, the identical body is PUT again (harmless for CloudFormation).
+  std::size_t expected_puts = GetParam() == "called_back" ? 2 : 1;
+  EXPECT_EQ(responses_for("/r/30?"), expected_puts) << "crash after " << GetParam();
+  auto received = receiver_.received();
+  if (received.size() == 2) {
+    EXPECT_EQ(received[0].body, received[1].body);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(EachStep, CrashAfter,
+                         ::testing::Values("claimed", "called_back", "finished"));
+
+}  // namespace
+}  // namespace rstasker::tasker
