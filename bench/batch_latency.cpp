@@ -21,7 +21,9 @@ using namespace rstasker::testing;
 
 constexpr std::chrono::milliseconds kLatency{50};
 
-void delay() { std::this_thread::sleep_for(kLatency); }
+void delay() {
+  std::this_thread::sleep_for(kLatency);
+}
 
 class SlowRedshift : public FakeRedshiftData {
  public:
@@ -33,7 +35,8 @@ class SlowRedshift : public FakeRedshiftData {
 
 class SlowStepFunctions : public FakeStepFunctions {
  public:
-  void send_task_success(const std::string& t, const std::string& o, const CallContext& c) override {
+  void send_task_success(const std::string& t, const std::string& o,
+                         const CallContext& c) override {
     delay();
     FakeStepFunctions::send_task_success(t, o, c);
   }
@@ -75,8 +78,8 @@ double batch_seconds(int records) {
                   {{"statementName", out["StatementName"]},
                    {"statementId", out["Id"]},
                    {"state", state_name}}}};
-    list.push_back({{"messageId", std::to_string(i)}, {"eventSource", "aws:sqs"},
-                    {"body", body.dump()}});
+    list.push_back(
+        {{"messageId", std::to_string(i)}, {"eventSource", "aws:sqs"}, {"body", body.dump()}});
   }
   // Every state-table call pays the latency too.
   state->before_operation = [](std::string_view) { delay(); };

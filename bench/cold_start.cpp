@@ -7,6 +7,7 @@
 //
 // Usage: cold_start <path-to-redshift-tasker> [runs]
 #include <fcntl.h>
+#include <httplib.h>
 #include <spawn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -15,11 +16,8 @@
 #include <chrono>
 #include <cstdio>
 #include <string>
-#include <vector>
-
-#include <httplib.h>
-
 #include <thread>
+#include <vector>
 
 #include "rstasker/common/json.hpp"
 #include "support/runtime_api_server.hpp"
@@ -31,7 +29,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 struct Run {
-  double start_ms;  // exec -> first GET /next
+  double start_ms;     // exec -> first GET /next
   double response_ms;  // exec -> the first invocation's outcome posted
   long peak_rss_kib;
 };
@@ -116,8 +114,10 @@ Run run_once(const std::string& binary, int i, const FakeDataApi* data_api) {
   int status = 0;
   rusage usage{};
   wait4(pid, &status, 0, &usage);
-  bool expected = outcome && (data_api == nullptr ? outcome->error_type == "InvalidRequest"
-                                                 : outcome->kind == rstasker::testing::PostedOutcome::Kind::kResponse);
+  bool expected =
+      outcome &&
+      (data_api == nullptr ? outcome->error_type == "InvalidRequest"
+                           : outcome->kind == rstasker::testing::PostedOutcome::Kind::kResponse);
   if (!first_next || !expected) {
     std::fprintf(stderr, "run %d: the binary did not behave (status %d)\n", i, status);
     std::exit(1);

@@ -20,7 +20,8 @@
 
 namespace {
 
-constexpr const char* kUsage = R"(redshift-tasker: run Amazon Redshift SQL for Step Functions and CloudFormation
+constexpr const char* kUsage =
+    R"(redshift-tasker: run Amazon Redshift SQL for Step Functions and CloudFormation
 
 Usage:
   redshift-tasker                  run as an AWS Lambda function (custom runtime; needs
@@ -116,10 +117,10 @@ int main(int argc, char** argv) {
     std::cerr << "unknown command '" << command << "'\n\n" << kUsage;
     return 2;
   }
-  if (const char* runtime_api = std::getenv("AWS_LAMBDA_RUNTIME_API"); runtime_api && *runtime_api) {
+  if (const char* runtime_api = std::getenv("AWS_LAMBDA_RUNTIME_API");
+      runtime_api && *runtime_api) {
     return run_lambda(runtime_api);
   }
-  std::cerr << "AWS_LAMBDA_RUNTIME_API is not set: this is not a Lambda environment.\n\n"
-            << kUsage;
+  std::cerr << "AWS_LAMBDA_RUNTIME_API is not set: this is not a Lambda environment.\n\n" << kUsage;
   return 2;
 }

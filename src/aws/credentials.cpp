@@ -20,11 +20,10 @@ Credentials credentials_from_env(const EnvLookup& env) {
   auto key = env("AWS_ACCESS_KEY_ID");
   auto secret = env("AWS_SECRET_ACCESS_KEY");
   if (!key || !secret) {
-    throw configuration_error(
-        std::string("no AWS credentials: ") +
-        (!key ? "AWS_ACCESS_KEY_ID" : "AWS_SECRET_ACCESS_KEY") +
-        " is not set (Lambda sets both; from a shell, export them or use "
-        "`eval \"$(aws configure export-credentials --format env)\"`)");
+    throw configuration_error(std::string("no AWS credentials: ") +
+                              (!key ? "AWS_ACCESS_KEY_ID" : "AWS_SECRET_ACCESS_KEY") +
+                              " is not set (Lambda sets both; from a shell, export them or use "
+                              "`eval \"$(aws configure export-credentials --format env)\"`)");
   }
   return Credentials{*key, *secret, env("AWS_SESSION_TOKEN").value_or("")};
 }

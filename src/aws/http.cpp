@@ -83,7 +83,7 @@ bool iequals(std::string_view a, std::string_view b) {
 }
 
 bool file_exists(const char* path) {
-  struct stat st{};
+  struct stat st {};
   return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
@@ -172,8 +172,8 @@ class CurlTransport final : public HttpTransport {
                     "the invocation's deadline passed while calling " + origin);
       }
       throw Error(error_names::kNetworkError,
-                  std::string("request to ") + origin + " failed: " + curl().easy_strerror(code),
-                  0, true);
+                  std::string("request to ") + origin + " failed: " + curl().easy_strerror(code), 0,
+                  true);
     }
     curl().easy_getinfo(handle.get(), CURLINFO_RESPONSE_CODE, &response.status);
     release(origin, std::move(handle));
@@ -253,11 +253,12 @@ class CurlTransport final : public HttpTransport {
     curl().easy_setopt(h, CURLOPT_HEADERDATA, &exchange);
     curl().easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
     curl().easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-    if (!options_.ca_bundle.empty()) curl().easy_setopt(h, CURLOPT_CAINFO, options_.ca_bundle.c_str());
+    if (!options_.ca_bundle.empty())
+      curl().easy_setopt(h, CURLOPT_CAINFO, options_.ca_bundle.c_str());
     curl().easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
     curl().easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl().easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-                     static_cast<long>(options_.connect_timeout.count()));
+                       static_cast<long>(options_.connect_timeout.count()));
 
     long timeout_ms = static_cast<long>(options_.request_timeout.count());
     if (!deadline.unbounded()) {
@@ -276,7 +277,7 @@ class CurlTransport final : public HttpTransport {
       }
       curl().easy_setopt(h, CURLOPT_POSTFIELDS, request.body.data());
       curl().easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
-                       static_cast<curl_off_t>(request.body.size()));
+                         static_cast<curl_off_t>(request.body.size()));
     }
   }
 
@@ -339,7 +340,8 @@ UrlParts split_url(std::string_view url) {
   auto query_start = tail.find('?');
   parts.path = std::string(tail.substr(0, query_start));
   if (parts.path.empty()) parts.path.assign(1, '/');
-  if (query_start != std::string_view::npos) parts.query = std::string(tail.substr(query_start + 1));
+  if (query_start != std::string_view::npos)
+    parts.query = std::string(tail.substr(query_start + 1));
   return parts;
 }
 

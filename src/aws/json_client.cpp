@@ -126,7 +126,7 @@ Json JsonClient::call(std::string_view operation, const Json& request,
         Json parsed = Json::parse(response.body, nullptr, /*allow_exceptions=*/false);
         if (parsed.is_discarded()) {
           throw Error(error_names::kInternalError,
-                      std::string(operation) + " returned a body that is not JSON", 
+                      std::string(operation) + " returned a body that is not JSON",
                       static_cast<int>(response.status));
         }
         return parsed;

@@ -142,8 +142,9 @@ class ResponseReader {
       std::string value = line.substr(colon + 1);
       value.erase(0, value.find_first_not_of(" \t"));
       if (strcasecmp(name.c_str(), "content-length") == 0) {
-        has_length = std::from_chars(value.data(), value.data() + value.size(), content_length)
-                         .ec == std::errc();
+        has_length =
+            std::from_chars(value.data(), value.data() + value.size(), content_length).ec ==
+            std::errc();
       } else if (strcasecmp(name.c_str(), "transfer-encoding") == 0) {
         chunked = strcasecmp(value.c_str(), "chunked") == 0;
       } else if (strcasecmp(name.c_str(), "connection") == 0) {
@@ -188,9 +189,8 @@ class ResponseReader {
       if (n > 0) {
         received_any_ = true;
         if (buffer_.size() + static_cast<std::size_t>(n) > max_bytes_ + 65536) {
-          throw Error(error_names::kNetworkError,
-                      "response from " + origin_ + " exceeds " + std::to_string(max_bytes_) +
-                          " bytes");
+          throw Error(error_names::kNetworkError, "response from " + origin_ + " exceeds " +
+                                                      std::to_string(max_bytes_) + " bytes");
         }
         buffer_.append(chunk, static_cast<std::size_t>(n));
         return true;

@@ -9,7 +9,9 @@ namespace {
 constexpr std::chrono::minutes kLongestInvocation{15};
 }
 
-Deadline Deadline::none() { return Deadline(Clock::time_point::max()); }
+Deadline Deadline::none() {
+  return Deadline(Clock::time_point::max());
+}
 
 Deadline Deadline::after(std::chrono::milliseconds duration) {
   return Deadline(Clock::now() + duration);
@@ -43,6 +45,8 @@ std::int64_t now_epoch_ms() {
       .count();
 }
 
-std::int64_t now_epoch_seconds() { return now_epoch_ms() / 1000; }
+std::int64_t now_epoch_seconds() {
+  return now_epoch_ms() / 1000;
+}
 
 }  // namespace rstasker

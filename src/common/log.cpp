@@ -24,9 +24,9 @@ constexpr std::size_t kMinSecretLength = 8;
 
 // Field names whose values are secret, compared case-insensitively.
 constexpr std::array<std::string_view, 14> kSensitiveKeys = {
-    "tasktoken",         "task_token",      "password",          "secretaccesskey",
-    "secret_access_key", "sessiontoken",    "session_token",     "x-amz-security-token",
-    "x-amz-signature",   "x-amz-credential", "authorization",    "responseurl",
+    "tasktoken",         "task_token",           "password",      "secretaccesskey",
+    "secret_access_key", "sessiontoken",         "session_token", "x-amz-security-token",
+    "x-amz-signature",   "x-amz-credential",     "authorization", "responseurl",
     "response_url",      "aws_secret_access_key"};
 
 struct State {
@@ -47,7 +47,9 @@ std::string lowercase(std::string_view text) {
   return out;
 }
 
-bool is_space(char c) { return c == ' ' || c == '\t'; }
+bool is_space(char c) {
+  return c == ' ' || c == '\t';
+}
 
 // Length of the quote opening at `i` in `text`: 1 for " or ', 2 for an escaped \" (JSON inside a
 // JSON string), 0 for none.
@@ -190,9 +192,9 @@ class LambdaFormatter final : public spdlog::formatter {
 bool parse_level(std::string_view name, spdlog::level::level_enum* level) {
   std::string lower = lowercase(name);
   static const std::map<std::string, spdlog::level::level_enum, std::less<>> kLevels = {
-      {"trace", spdlog::level::trace},   {"debug", spdlog::level::debug},
-      {"info", spdlog::level::info},     {"warn", spdlog::level::warn},
-      {"warning", spdlog::level::warn},  {"error", spdlog::level::err},
+      {"trace", spdlog::level::trace},    {"debug", spdlog::level::debug},
+      {"info", spdlog::level::info},      {"warn", spdlog::level::warn},
+      {"warning", spdlog::level::warn},   {"error", spdlog::level::err},
       {"fatal", spdlog::level::critical}, {"critical", spdlog::level::critical}};
   auto it = kLevels.find(lower);
   if (it == kLevels.end()) return false;
@@ -211,16 +213,18 @@ Settings settings_from_environment(std::string* problems) {
     level_var = "LOG_LEVEL";
   }
   if (level != nullptr && *level != '\0' && !parse_level(level, &settings.level) && problems) {
-    *problems += fmt::format("{}={} is not a log level (TRACE, DEBUG, INFO, WARN, ERROR, FATAL); "
-                             "using INFO. ",
-                             level_var, level);
+    *problems += fmt::format(
+        "{}={} is not a log level (TRACE, DEBUG, INFO, WARN, ERROR, FATAL); "
+        "using INFO. ",
+        level_var, level);
   }
   if (const char* format = std::getenv("AWS_LAMBDA_LOG_FORMAT"); format && *format) {
     std::string f = lowercase(format);
     if (f == "text") {
       settings.format = Format::kText;
     } else if (f != "json" && problems) {
-      *problems += fmt::format("AWS_LAMBDA_LOG_FORMAT={} is not JSON or Text; using JSON. ", format);
+      *problems +=
+          fmt::format("AWS_LAMBDA_LOG_FORMAT={} is not JSON or Text; using JSON. ", format);
     }
   }
   return settings;
@@ -252,8 +256,12 @@ void forget_secret(std::string_view value) {
   if (it != state().secrets.end() && --it->second == 0) state().secrets.erase(it);
 }
 
-ScopedSecret::ScopedSecret(std::string value) : value_(std::move(value)) { add_secret(value_); }
-ScopedSecret::~ScopedSecret() { forget_secret(value_); }
+ScopedSecret::ScopedSecret(std::string value) : value_(std::move(value)) {
+  add_secret(value_);
+}
+ScopedSecret::~ScopedSecret() {
+  forget_secret(value_);
+}
 
 std::string redact(std::string_view text) {
   std::string out(text);

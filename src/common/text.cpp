@@ -8,7 +8,9 @@ namespace rstasker {
 
 namespace {
 
-bool is_continuation(unsigned char c) { return (c & 0xC0) == 0x80; }
+bool is_continuation(unsigned char c) {
+  return (c & 0xC0) == 0x80;
+}
 
 // Largest prefix of `text` no longer than `limit` (in units of `count`) that ends on a code
 // point boundary; `count` is 1 per byte or 1 per code point.

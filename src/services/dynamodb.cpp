@@ -37,9 +37,15 @@ bool is_condition_failure(const std::exception& error) {
   return e != nullptr && e->name() == kConditionalCheckFailed;
 }
 
-Json attr_s(std::string_view value) { return {{"S", value}}; }
-Json attr_n(std::int64_t value) { return {{"N", std::to_string(value)}}; }
-Json attr_bool(bool value) { return {{"BOOL", value}}; }
+Json attr_s(std::string_view value) {
+  return {{"S", value}};
+}
+Json attr_n(std::int64_t value) {
+  return {{"N", std::to_string(value)}};
+}
+Json attr_bool(bool value) {
+  return {{"BOOL", value}};
+}
 
 std::optional<std::string> item_s(const Json& item, std::string_view name) {
   auto it = item.find(name);

@@ -12,7 +12,9 @@ void EventBridge::put_events(const std::vector<EventEntry>& entries,
                              const aws::CallContext& context) const {
   Json list = Json::array();
   for (const auto& e : entries) {
-    Json entry = {{"Source", e.source}, {"DetailType", e.detail_type}, {"Detail", e.detail},
+    Json entry = {{"Source", e.source},
+                  {"DetailType", e.detail_type},
+                  {"Detail", e.detail},
                   {"Resources", e.resources}};
     if (!e.event_bus_name.empty()) entry["EventBusName"] = e.event_bus_name;
     list.push_back(std::move(entry));

@@ -19,8 +19,7 @@ class JsonRedshiftData final : public RedshiftData {
       : client_(std::move(client)) {}
 
   Json execute(const ExecuteRequest& request, const aws::CallContext& context) override {
-    const char* operation =
-        request.sqls.size() > 1 ? "BatchExecuteStatement" : "ExecuteStatement";
+    const char* operation = request.sqls.size() > 1 ? "BatchExecuteStatement" : "ExecuteStatement";
     return client_->call(operation, execute_request_body(request), context);
   }
 

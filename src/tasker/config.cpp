@@ -54,8 +54,10 @@ Config config_from_env(const aws::EnvLookup& env) {
   config.target.db_user = get("DB_USER");
   config.target.secret_arn = get("SECRET_ARN");
   if (auto problem = describe_target_problem(config.target); !problem.empty()) {
-    problems.push_back("Redshift target (CLUSTER_IDENTIFIER or WORKGROUP_NAME, DATABASE, DB_USER "
-                       "or SECRET_ARN): " + problem);
+    problems.push_back(
+        "Redshift target (CLUSTER_IDENTIFIER or WORKGROUP_NAME, DATABASE, DB_USER "
+        "or SECRET_ARN): " +
+        problem);
   }
 
   config.table_name = get("DDB_TABLE_NAME");
@@ -79,10 +81,9 @@ Config config_from_env(const aws::EnvLookup& env) {
     }
   }
 
-  for (auto read : {+[](const aws::EnvLookup& e, Config& c) { c.region = aws::region_from_env(e); },
-                    +[](const aws::EnvLookup& e, Config& c) {
-                      c.credentials = aws::credentials_from_env(e);
-                    }}) {
+  for (auto read :
+       {+[](const aws::EnvLookup&e, Config&c) { c.region = aws::region_from_env(e); },
+        +[](const aws::EnvLookup&e, Config&c) { c.credentials = aws::credentials_from_env(e); }}) {
     try {
       read(env, config);
     } catch (const Error& e) {

@@ -38,8 +38,8 @@ constexpr std::array<ActionInfo, 7> kActions = {{
 }};
 
 constexpr std::array<std::string_view, 9> kExecuteFields = {
-    "sqlStatement", "sqlStatements", "parameters", "taskToken", "clusterIdentifier",
-    "workgroupName", "database",     "dbUser",     "secretArn"};
+    "sqlStatement",  "sqlStatements", "parameters", "taskToken", "clusterIdentifier",
+    "workgroupName", "database",      "dbUser",     "secretArn"};
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -220,12 +220,14 @@ void parse_parameters(const Fields& fields, ActionRequest& request) {
         "'parameters' cannot be used with 'sqlStatements' (BatchExecuteStatement takes none)");
   }
   if (!parameters->is_array()) {
-    throw invalid_request("field 'parameters' must be a list of {\"name\", \"value\"} objects, "
-                          "not " + std::string(json_type_name(*parameters)));
+    throw invalid_request(
+        "field 'parameters' must be a list of {\"name\", \"value\"} objects, "
+        "not " +
+        std::string(json_type_name(*parameters)));
   }
   if (parameters->size() > kMaxParameters) {
-    throw invalid_request("field 'parameters' holds more than " +
-                          std::to_string(kMaxParameters) + " parameters");
+    throw invalid_request("field 'parameters' holds more than " + std::to_string(kMaxParameters) +
+                          " parameters");
   }
   std::set<std::string> seen;
   for (std::size_t i = 0; i < parameters->size(); ++i) {
@@ -242,9 +244,9 @@ void parse_parameters(const Fields& fields, ActionRequest& request) {
       throw invalid_request(what + ".name must be a non-empty string");
     }
     const auto& n = name->get_ref<const std::string&>();
-    bool identifier = std::all_of(n.begin(), n.end(), [](unsigned char c) {
-      return std::isalnum(c) || c == '_';
-    }) && !std::isdigit(static_cast<unsigned char>(n.front()));
+    bool identifier = std::all_of(n.begin(), n.end(),
+                                  [](unsigned char c) { return std::isalnum(c) || c == '_'; }) &&
+                      !std::isdigit(static_cast<unsigned char>(n.front()));
     if (!identifier) {
       throw invalid_request(what + ".name '" + n +
                             "' must be letters, digits and underscores, not starting with a digit");
@@ -270,9 +272,10 @@ void check_execution_arn(const std::string& arn) {
             (parts[5] == "execution" || parts[5] == "express") && !parts[6].empty() &&
             !parts[7].empty();
   if (!ok) {
-    throw invalid_request("field 'executionArn' is not a Step Functions execution ARN "
-                          "(arn:aws:states:<region>:<account>:execution:<machine>:<name>); in a "
-                          "state machine pass \"executionArn.$\": \"$$.Execution.Id\"");
+    throw invalid_request(
+        "field 'executionArn' is not a Step Functions execution ARN "
+        "(arn:aws:states:<region>:<account>:execution:<machine>:<name>); in a "
+        "state machine pass \"executionArn.$\": \"$$.Execution.Id\"");
   }
   if (arn.size() > kMaxExecutionArnLength) {
     throw invalid_request("field 'executionArn' is longer than " +
@@ -294,8 +297,9 @@ EventShape classify_event(const Json& event) {
                  return r.is_object() && r.value("eventSource", "") == "aws:sqs";
                });
     if (!sqs) {
-      throw invalid_request("'Records' must be a non-empty list of SQS records "
-                            "(eventSource \"aws:sqs\")");
+      throw invalid_request(
+          "'Records' must be a non-empty list of SQS records "
+          "(eventSource \"aws:sqs\")");
     }
     return EventShape::kSqsBatch;
   }
@@ -369,8 +373,9 @@ ActionRequest parse_action(const Json& event) {
                                 std::to_string(kMaxTaskTokenLength) + " characters");
         }
         if (request.execution_arn.empty()) {
-          throw invalid_request("'taskToken' needs 'executionArn' too (in a state machine: "
-                                "\"executionArn.$\": \"$$.Execution.Id\")");
+          throw invalid_request(
+              "'taskToken' needs 'executionArn' too (in a state machine: "
+              "\"executionArn.$\": \"$$.Execution.Id\")");
         }
         request.task_token = *token;
       }
@@ -397,8 +402,9 @@ ActionRequest parse_action(const Json& event) {
                               "'executionArn')");
       }
       if (*id == kLatest && request.execution_arn.empty()) {
-        throw invalid_request("statementId \"LATEST\" needs 'executionArn' (in a state machine: "
-                              "\"executionArn.$\": \"$$.Execution.Id\")");
+        throw invalid_request(
+            "statementId \"LATEST\" needs 'executionArn' (in a state machine: "
+            "\"executionArn.$\": \"$$.Execution.Id\")");
       }
       request.statement_id = *id;
       if (auto token = fields.non_empty_string("nextToken")) request.next_token = *token;

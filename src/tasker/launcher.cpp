@@ -33,8 +33,8 @@ Launcher::Launcher(const Config& config, std::shared_ptr<services::RedshiftData>
 
 std::string Launcher::lock_key(const services::RedshiftTarget& target,
                                const std::vector<std::string>& sqls) {
-  std::string material = target.cluster_identifier + '\n' + target.workgroup_name + '\n' +
-                         target.database;
+  std::string material =
+      target.cluster_identifier + '\n' + target.workgroup_name + '\n' + target.database;
   for (const auto& sql : sqls) material += '\n' + sql;
   return "lock#" + aws::sha256_hex(material);
 }
@@ -173,7 +173,8 @@ StartResult Launcher::start(const StartRequest& request, const aws::CallContext&
   } catch (const Error& e) {
     spdlog::warn("statement {} did not start: {}: {}", name, e.name(), e.message());
     try {
-      if (keep_record) state_->mark_start_failed(record.key, e.name() + ": " + e.message(), context);
+      if (keep_record)
+        state_->mark_start_failed(record.key, e.name() + ": " + e.message(), context);
     } catch (const Error& cleanup) {
       // The record still carries its TTL and reconcile will find it; report the real failure.
       spdlog::error("could not record the failed start of {}: {}", name, cleanup.what());

@@ -40,9 +40,10 @@ void Notifier::notify(const Waiter& waiter, const Outcome& outcome,
         if (e.retryable() || e.name() == error_names::kDeadlineExceeded) throw;
         // A refused PUT (typically an expired pre-signed URL, after CloudFormation gave up
         // waiting) cannot succeed later: the waiter is gone.
-        spdlog::warn("CloudFormation's response URL refused the answer for {} ({}: {}); the "
-                     "request is gone",
-                     outcome.statement_name, e.name(), e.message());
+        spdlog::warn(
+            "CloudFormation's response URL refused the answer for {} ({}: {}); the "
+            "request is gone",
+            outcome.statement_name, e.name(), e.message());
       }
       return;
     case WaiterKind::kStepFunctions:
@@ -52,14 +53,13 @@ void Notifier::notify(const Waiter& waiter, const Outcome& outcome,
     if (outcome.succeeded()) {
       step_functions_->send_task_success(waiter.task_token, dump_json(outcome.event), context);
     } else {
-      step_functions_->send_task_failure(waiter.task_token,
-                                         std::string(error_names::kSqlFailed),
+      step_functions_->send_task_failure(waiter.task_token, std::string(error_names::kSqlFailed),
                                          failure_cause(outcome), context);
     }
   } catch (const Error& e) {
     if (!services::is_waiter_gone(e)) throw;
-    spdlog::warn("the waiter of {} is gone ({}: {}); nothing to call back",
-                 outcome.statement_name, e.name(), e.message());
+    spdlog::warn("the waiter of {} is gone ({}: {}); nothing to call back", outcome.statement_name,
+                 e.name(), e.message());
   }
 }
 

@@ -134,8 +134,12 @@ Json Reconciler::run(std::chrono::seconds older_than, const aws::CallContext& co
       spdlog::warn("reconcile: could not examine {}: {}", name, e.what());
     }
   }
-  Json summary = {{"examined", examined},     {"completed", completed}, {"stillRunning", running},
-                  {"neverStarted", never_started}, {"alreadyDone", done}, {"retryLater", retry},
+  Json summary = {{"examined", examined},
+                  {"completed", completed},
+                  {"stillRunning", running},
+                  {"neverStarted", never_started},
+                  {"alreadyDone", done},
+                  {"retryLater", retry},
                   {"more", more}};
   spdlog::info("reconcile: {}", dump_json(summary));
   return summary;

@@ -2,13 +2,13 @@
 // small alphabet first; the builders check again, so a caller that skips parsing cannot inject.
 #include "tasker/redshift_user.hpp"
 
+#include <spdlog/fmt/fmt.h>
+
 #include <algorithm>
 #include <array>
 #include <cstdio>
 #include <limits>
 #include <set>
-
-#include <spdlog/fmt/fmt.h>
 
 #include "rstasker/common/error.hpp"
 

@@ -22,11 +22,11 @@ constexpr std::string_view kWaitingMarker = "W";
 
 // Expression attribute names used by every expression (several are DynamoDB reserved words).
 const Json& names() {
-  static const Json kNames = {{"#state", "state"},          {"#ttl", "TTL"},
-                              {"#owner", "claimOwner"},     {"#until", "claimUntil"},
-                              {"#waiting", "waiting"},      {"#since", "waitingSince"},
-                              {"#sid", "statementId"},      {"#outcome", "outcome"},
-                              {"#holder", "holder"},        {"#expires", "expiresAt"}};
+  static const Json kNames = {{"#state", "state"},      {"#ttl", "TTL"},
+                              {"#owner", "claimOwner"}, {"#until", "claimUntil"},
+                              {"#waiting", "waiting"},  {"#since", "waitingSince"},
+                              {"#sid", "statementId"},  {"#outcome", "outcome"},
+                              {"#holder", "holder"},    {"#expires", "expiresAt"}};
   return kNames;
 }
 
@@ -214,7 +214,8 @@ class DynamoStateTable final : public StateTable {
            {"Key", key_of(key)},
            {"UpdateExpression", "SET #state = :claimed, #owner = :owner, #until = :until"},
            {"ConditionExpression",
-            "attribute_exists(id) AND (#state = :waiting OR (#state = :claimed AND #until < :now))"},
+            "attribute_exists(id) AND (#state = :waiting OR (#state = :claimed AND #until < "
+            ":now))"},
            {"ExpressionAttributeNames", names_for({"#state", "#owner", "#until"})},
            {"ExpressionAttributeValues",
             {{":claimed", attr_s("CLAIMED")},
@@ -393,9 +394,8 @@ std::optional<StatementKey> StatementKey::from_statement_name(std::string_view n
   std::string_view invocation = name.substr(colon + 1);
   auto dot = invocation.find('.');
   auto digits = [](std::string_view s) {
-    return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) {
-      return std::isdigit(c) != 0;
-    });
+    return !s.empty() &&
+           std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c) != 0; });
   };
   if (dot == std::string_view::npos || !digits(invocation.substr(0, dot)) ||
       invocation.size() - dot - 1 != 6 || !digits(invocation.substr(dot + 1))) {

@@ -21,10 +21,9 @@ std::unique_ptr<Tasker> make_tasker(const aws::EnvLookup& env,
   Dependencies deps;
   deps.redshift = services::make_redshift_data(
       client(aws::service::kRedshiftData, aws::protocol::kRedshiftData));
-  deps.state = make_dynamodb_state_table(
-      std::make_shared<const services::DynamoDb>(
-          client(aws::service::kDynamoDb, aws::protocol::kDynamoDb)),
-      config.table_name);
+  deps.state = make_dynamodb_state_table(std::make_shared<const services::DynamoDb>(client(
+                                             aws::service::kDynamoDb, aws::protocol::kDynamoDb)),
+                                         config.table_name);
   deps.step_functions = services::make_step_functions(
       client(aws::service::kStepFunctions, aws::protocol::kStepFunctions));
   deps.cloudformation = services::make_cfn_responder(transport);

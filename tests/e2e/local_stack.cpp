@@ -50,7 +50,8 @@ std::map<std::string, std::string> parse_assignments(const std::string& text) {
 std::string field_text(const Json& field) {
   if (field.contains("stringValue")) return field.at("stringValue").get<std::string>();
   if (field.contains("longValue")) return std::to_string(field.at("longValue").get<long long>());
-  if (field.contains("booleanValue")) return field.at("booleanValue").get<bool>() ? "true" : "false";
+  if (field.contains("booleanValue"))
+    return field.at("booleanValue").get<bool>() ? "true" : "false";
   if (field.contains("doubleValue")) return field.at("doubleValue").dump();
   return {};
 }

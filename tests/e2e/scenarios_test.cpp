@@ -109,8 +109,7 @@ std::string create_state_machine(const aws::JsonClient& sfn, const std::string& 
                                  const Json& definition) {
   return sfn
       .call("CreateStateMachine",
-            {{"name", name}, {"definition", definition.dump()}, {"roleArn", kStateMachineRole}},
-            {})
+            {{"name", name}, {"definition", definition.dump()}, {"roleArn", kStateMachineRole}}, {})
       .at("stateMachineArn")
       .get<std::string>();
 }
@@ -210,8 +209,8 @@ class EndToEnd : public ::testing::Test {
   static Execution finished(const std::string& scenario) {
     Execution execution = await_execution(stack().step_functions(),
                                           shared().executions.at(scenario), kExecutionTimeout);
-    EXPECT_NE(execution.status, "RUNNING") << scenario << " still runs after "
-                                           << kExecutionTimeout.count() << " s";
+    EXPECT_NE(execution.status, "RUNNING")
+        << scenario << " still runs after " << kExecutionTimeout.count() << " s";
     return execution;
   }
 
@@ -506,8 +505,9 @@ TEST_F(EndToEnd, Seed_CancellingStatement) {
   Execution run = finished("cancelling_statement");
   ASSERT_EQ(run.status, "SUCCEEDED") << run.described.dump();
   ASSERT_GE(run.path.size(), 6u);
-  EXPECT_EQ(std::vector<std::string>(run.path.begin(), run.path.begin() + 5),
-            (std::vector<std::string>{"LongSql", "Cancel", "WaitForAbort", "Describe", "IsAborted"}));
+  EXPECT_EQ(
+      std::vector<std::string>(run.path.begin(), run.path.begin() + 5),
+      (std::vector<std::string>{"LongSql", "Cancel", "WaitForAbort", "Describe", "IsAborted"}));
   EXPECT_EQ(run.path.back(), "Cancelled");
   EXPECT_EQ(run.output.at("error").at("Error"), "States.Timeout");
   EXPECT_EQ(run.output.at("cancel").at("Status"), true);
@@ -551,7 +551,8 @@ TEST_F(EndToEnd, Example_Batch) {
   ASSERT_EQ(subs.size(), 3u) << described.dump();
   for (const Json& sub : subs) EXPECT_EQ(sub.at("Status"), "FINISHED") << sub.dump();
   // The third statement saw the rows the second inserted: one transaction.
-  Json result = invoke_tasker({{"action", "getStatementResult"}, {"statementId", subs[2].at("Id")}});
+  Json result =
+      invoke_tasker({{"action", "getStatementResult"}, {"statementId", subs[2].at("Id")}});
   EXPECT_EQ(result.at("Records").at(0).at(0).at("longValue"), 3) << result.dump();
 }
 
@@ -595,8 +596,9 @@ TEST_F(EndToEnd, AnyStateMachine_StatementPastItsHeartbeatIsCancelled) {
   EXPECT_EQ(run.output.at("error").at("Error"), "States.Timeout");
   EXPECT_EQ(run.output.at("statement").at("Status"), "ABORTED");
   EXPECT_EQ(latest("describeStatement", run.arn).at("Status"), "ABORTED");
-  EXPECT_EQ(sql_value(stack(), "select count(*) from pg_stat_activity where query like "
-                               "'select pg_sleep(120) as e2e_cancelled%'"),
+  EXPECT_EQ(sql_value(stack(),
+                      "select count(*) from pg_stat_activity where query like "
+                      "'select pg_sleep(120) as e2e_cancelled%'"),
             "0");
 }
 
@@ -622,8 +624,8 @@ TEST_F(EndToEnd, AnyStateMachine_FiveThousandRowsArePagedWithNextToken) {
   EXPECT_GT(pages, 1u) << "a 5,000-row result comes in several pages";
   ASSERT_EQ(numbers.size(), 5000u);
   for (std::size_t i = 0; i < numbers.size(); ++i) {
-    ASSERT_EQ(numbers[i], static_cast<long long>(i + 1)) << "row " << i << " of " << pages
-                                                          << " pages";
+    ASSERT_EQ(numbers[i], static_cast<long long>(i + 1))
+        << "row " << i << " of " << pages << " pages";
   }
 }
 

@@ -107,19 +107,21 @@ class ExactlyOnceTest : public ::testing::Test {
     RSTASKER_SKIP_IF_UNAVAILABLE(MotoServer::unavailable_reason());
     ASSERT_NE(moto_, nullptr) << "moto did not start: " << start_error_;
     transport_ = aws::make_curl_transport();
-    auto dynamo = std::make_shared<const services::DynamoDb>(std::make_shared<const aws::JsonClient>(
-        aws::protocol::kDynamoDb,
-        aws::resolve_endpoint(aws::service::kDynamoDb, moto_->region(), moto_->env()),
-        moto_->credentials(), transport_));
+    auto dynamo =
+        std::make_shared<const services::DynamoDb>(std::make_shared<const aws::JsonClient>(
+            aws::protocol::kDynamoDb,
+            aws::resolve_endpoint(aws::service::kDynamoDb, moto_->region(), moto_->env()),
+            moto_->credentials(), transport_));
     table_ = "exactly-once-" + random_uuid().substr(0, 8);
     dynamo->create_table(state_table_definition(table_), context());
     state_ = make_dynamodb_state_table(dynamo, table_);
     step_functions_ = services::make_step_functions(std::make_shared<const aws::JsonClient>(
-        aws::protocol::kStepFunctions,
-        aws::Endpoint{sfn_server_.url(), moto_->region(), "states"}, moto_->credentials(),
-        transport_, aws::RetryPolicy{2, std::chrono::milliseconds(1), std::chrono::milliseconds(5)}));
+        aws::protocol::kStepFunctions, aws::Endpoint{sfn_server_.url(), moto_->region(), "states"},
+        moto_->credentials(), transport_,
+        aws::RetryPolicy{2, std::chrono::milliseconds(1), std::chrono::milliseconds(5)}));
     responder_ = services::make_cfn_responder(
-        transport_, aws::RetryPolicy{2, std::chrono::milliseconds(1), std::chrono::milliseconds(5)});
+        transport_,
+        aws::RetryPolicy{2, std::chrono::milliseconds(1), std::chrono::milliseconds(5)});
   }
 
   // A fresh sandbox: new tasker over the same services.
@@ -146,22 +148,21 @@ class ExactlyOnceTest : public ::testing::Test {
     std::string token = "TOKEN-" + std::to_string(i) + "-" + random_uuid();
     Json out = sandbox()->handle(
         {{"sqlStatement", "select " + std::to_string(i)},
-         {"executionArn",
-          "arn:aws:states:us-east-1:123456789012:execution:M:run-" + random_uuid()},
+         {"executionArn", "arn:aws:states:us-east-1:123456789012:execution:M:run-" + random_uuid()},
          {"taskToken", token}},
         context());
     return {out["StatementName"], out["Id"], token};
   }
 
   Started start_cfn(int i) {
-    Json request = {{"RequestType", "Create"},
-                    {"ResponseURL", receiver_.url("/r/" + std::to_string(i) + "?X-Amz-Signature=s")},
-                    {"StackId", "arn:aws:cloudformation:us-east-1:123456789012:stack/s/1"},
-                    {"RequestId", random_uuid()},
-                    {"LogicalResourceId", "Schema" + std::to_string(i)},
-                    {"ResourceType", "Custom::RedshiftSql"},
-                    {"ResourceProperties",
-                     {{"CreateSql", "create schema s" + std::to_string(i)}}}};
+    Json request = {
+        {"RequestType", "Create"},
+        {"ResponseURL", receiver_.url("/r/" + std::to_string(i) + "?X-Amz-Signature=s")},
+        {"StackId", "arn:aws:cloudformation:us-east-1:123456789012:stack/s/1"},
+        {"RequestId", random_uuid()},
+        {"LogicalResourceId", "Schema" + std::to_string(i)},
+        {"ResourceType", "Custom::RedshiftSql"},
+        {"ResourceProperties", {{"CreateSql", "create schema s" + std::to_string(i)}}}};
     Json out = sandbox()->handle(request, context());
     EXPECT_EQ(out["Status"], "STARTED");
     return {out["StatementName"], out["StatementId"], ""};

@@ -38,15 +38,16 @@ class Server {
       res.set_content(std::string(200000, 'x'), "text/plain");
     });
     server_.Get("/chunked", [](const httplib::Request&, httplib::Response& res) {
-      res.set_chunked_content_provider("text/plain", [](std::size_t offset, httplib::DataSink& sink) {
-        if (offset < 30000) {
-          std::string part(10000, static_cast<char>('a' + offset / 10000));
-          sink.write(part.data(), part.size());
-        } else {
-          sink.done();
-        }
-        return true;
-      });
+      res.set_chunked_content_provider(
+          "text/plain", [](std::size_t offset, httplib::DataSink& sink) {
+            if (offset < 30000) {
+              std::string part(10000, static_cast<char>('a' + offset / 10000));
+              sink.write(part.data(), part.size());
+            } else {
+              sink.done();
+            }
+            return true;
+          });
     });
     server_.Get("/status/503", [](const httplib::Request&, httplib::Response& res) {
       res.status = 503;
@@ -85,7 +86,9 @@ class Server {
   std::set<int> ports_;
 };
 
-Deadline soon() { return Deadline::after(std::chrono::seconds(10)); }
+Deadline soon() {
+  return Deadline::after(std::chrono::seconds(10));
+}
 
 class Transports : public ::testing::TestWithParam<std::string> {
  protected:
@@ -182,7 +185,10 @@ TEST_P(Transports, RefusesBodiesOverTheLimit) {
 
 TEST_P(Transports, ARefusedConnectionIsARetryableNetworkError) {
   int port = 0;
-  { Server gone; port = gone.port(); }
+  {
+    Server gone;
+    port = gone.port();
+  }
   auto transport = make();
   HttpRequest get{"GET", "http://127.0.0.1:" + std::to_string(port) + "/", {}, ""};
   try {

@@ -205,11 +205,12 @@ TEST_F(MotoLauncherTest, MessagesOfMappedQueuesWaitForTheirPoller) {
   EXPECT_EQ(mappings[0].at("EventSourceArn"), queue_arn);
 
   sqs_->call("SendMessage", {{"QueueUrl", queue}, {"MessageBody", "for the poller"}}, {});
-  Json counts = sqs_->call(
-      "GetQueueAttributes",
-      {{"QueueUrl", queue},
-       {"AttributeNames", {"ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"}}},
-      {});
+  Json counts =
+      sqs_->call("GetQueueAttributes",
+                 {{"QueueUrl", queue},
+                  {"AttributeNames",
+                   {"ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"}}},
+                 {});
   EXPECT_EQ(counts.at("Attributes").at("ApproximateNumberOfMessages"), "1") << counts.dump();
   EXPECT_EQ(counts.at("Attributes").at("ApproximateNumberOfMessagesNotVisible"), "0")
       << counts.dump();
@@ -237,13 +238,12 @@ TEST_F(MotoLauncherTest, MessagesOfMappedQueuesWaitForTheirPoller) {
 TEST_F(MotoLauncherTest, StateMachinesOfStacksCanBeExecuted) {
   const std::string definition =
       R"({"StartAt": "Echo", "States": {"Echo": {"Type": "Pass", "End": true}}})";
-  const std::string template_body = Json({{"Resources",
-                                           {{"Machine",
-                                             {{"Type", "AWS::StepFunctions::StateMachine"},
-                                              {"Properties",
-                                               {{"RoleArn", kRoleArn},
-                                                {"DefinitionString", definition}}}}}}}})
-                                        .dump();
+  const std::string template_body =
+      Json({{"Resources",
+             {{"Machine",
+               {{"Type", "AWS::StepFunctions::StateMachine"},
+                {"Properties", {{"RoleArn", kRoleArn}, {"DefinitionString", definition}}}}}}}})
+          .dump();
   moto_->query("cloudformation", {{"Action", "CreateStack"},
                                   {"StackName", "machines"},
                                   {"TemplateBody", template_body},

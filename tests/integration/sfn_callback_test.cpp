@@ -60,9 +60,9 @@ class SfnCallbackTest : public ::testing::Test {
         config, Dependencies{redshift_, make_dynamodb_state_table(dynamo, table),
                              services::make_step_functions(sfn_),
                              std::make_shared<rstasker::testing::FakeCfnResponder>()});
-    queue_ = sqs_->call("CreateQueue", {{"QueueName", "tokens-" + random_uuid().substr(0, 8)}},
-                        ctx())
-                 .at("QueueUrl");
+    queue_ =
+        sqs_->call("CreateQueue", {{"QueueName", "tokens-" + random_uuid().substr(0, 8)}}, ctx())
+            .at("QueueUrl");
   }
 
   static aws::CallContext ctx() { return {Deadline::after(30s), {}}; }
@@ -82,14 +82,15 @@ class SfnCallbackTest : public ::testing::Test {
                     {"Next", "Caught"}}}},
                  {"End", true}};
     if (heartbeat_seconds > 0) task["HeartbeatSeconds"] = heartbeat_seconds;
-    Json definition = {{"StartAt", "RunSql"},
-                       {"States",
-                        {{"RunSql", task}, {"Caught", {{"Type", "Pass"}, {"End", true}}}}}};
-    return sfn_->call("CreateStateMachine",
-                      {{"name", "m-" + random_uuid().substr(0, 8)},
-                       {"definition", definition.dump()},
-                       {"roleArn", kRoleArn}},
-                      ctx())
+    Json definition = {
+        {"StartAt", "RunSql"},
+        {"States", {{"RunSql", task}, {"Caught", {{"Type", "Pass"}, {"End", true}}}}}};
+    return sfn_
+        ->call("CreateStateMachine",
+               {{"name", "m-" + random_uuid().substr(0, 8)},
+                {"definition", definition.dump()},
+                {"roleArn", kRoleArn}},
+               ctx())
         .at("stateMachineArn");
   }
 
@@ -101,8 +102,8 @@ class SfnCallbackTest : public ::testing::Test {
                 {"input", "{}"}},
                ctx());
     Json received = sqs_->call(
-        "ReceiveMessage", {{"QueueUrl", queue_}, {"WaitTimeSeconds", 10}, {"MaxNumberOfMessages", 1}},
-        ctx());
+        "ReceiveMessage",
+        {{"QueueUrl", queue_}, {"WaitTimeSeconds", 10}, {"MaxNumberOfMessages", 1}}, ctx());
     EXPECT_EQ(received.value("Messages", Json::array()).size(), 1u) << received.dump();
     return Json::parse(received.at("Messages")[0].at("Body").get<std::string>());
   }
@@ -126,7 +127,8 @@ class SfnCallbackTest : public ::testing::Test {
                    {"state", state},
                    {"rows", 1}}}};
     return tasker_->handle(
-        {{"Records", {{{"messageId", "m1"}, {"eventSource", "aws:sqs"}, {"body", dump_json(body)}}}}},
+        {{"Records",
+          {{{"messageId", "m1"}, {"eventSource", "aws:sqs"}, {"body", dump_json(body)}}}}},
         ctx());
   }
 

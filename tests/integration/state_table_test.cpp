@@ -203,8 +203,8 @@ TEST_F(StateTableTest, TwentyConcurrentSingletonCallersStartExactlyOne) {
   auto event = [](int i) {
     return Json{{"action", "executeSingletonStatement"},
                 {"sqlStatement", "call sp_nightly_load()"},
-                {"executionArn", "arn:aws:states:us-east-1:123456789012:execution:M:run-" +
-                                     std::to_string(i)},
+                {"executionArn",
+                 "arn:aws:states:us-east-1:123456789012:execution:M:run-" + std::to_string(i)},
                 {"taskToken", "TOKEN-" + std::to_string(i) + "-xxxxxxxx"}};
   };
   std::atomic<int> started{0}, refused{0}, other{0};
@@ -240,8 +240,8 @@ TEST_F(StateTableTest, TwentyConcurrentSingletonCallersStartExactlyOne) {
                 {{"statementName", second["StatementName"]},
                  {"statementId", second["Id"]},
                  {"state", "FINISHED"}}}};
-  Json batch = {{"Records",
-                 {{{"messageId", "m1"}, {"eventSource", "aws:sqs"}, {"body", dump_json(body)}}}}};
+  Json batch = {
+      {"Records", {{{"messageId", "m1"}, {"eventSource", "aws:sqs"}, {"body", dump_json(body)}}}}};
   EXPECT_TRUE(tasker.handle(batch, ctx_)["batchItemFailures"].empty());
   std::size_t describes_before = 0;
   for (const auto& c : redshift->calls()) describes_before += c.starts_with("DescribeStatement");

@@ -174,7 +174,7 @@ std::optional<StatementRecord> MemoryStateTable::latest(const std::string& id, b
 }
 
 tasker::Claim MemoryStateTable::claim(const StatementKey& key, const std::string& owner,
-                                     std::int64_t lease_until_ms, const aws::CallContext&) {
+                                      std::int64_t lease_until_ms, const aws::CallContext&) {
   enter("claim", true);
   std::lock_guard lock(mutex_);
   tasker::Claim claim;
@@ -232,8 +232,8 @@ std::vector<StatementRecord> MemoryStateTable::waiting_before(std::int64_t cutof
   std::lock_guard lock(mutex_);
   std::vector<StatementRecord> out;
   for (const auto& [key, r] : records_) {
-    bool waiting = r.tracked() && (r.state == RecordState::kWaiting ||
-                                   r.state == RecordState::kClaimed);
+    bool waiting =
+        r.tracked() && (r.state == RecordState::kWaiting || r.state == RecordState::kClaimed);
     if (waiting && r.created_at_ms <= cutoff_ms) out.push_back(r);
   }
   std::sort(out.begin(), out.end(),
@@ -302,7 +302,9 @@ std::vector<SingletonLock> MemoryStateTable::locks() const {
   return out;
 }
 
-std::size_t MemoryStateTable::write_count() const { return writes_; }
+std::size_t MemoryStateTable::write_count() const {
+  return writes_;
+}
 
 // ---- FakeStepFunctions ----
 

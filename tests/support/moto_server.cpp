@@ -97,7 +97,6 @@ const PythonProbe& python_probe() {
 
 }  // namespace
 
-
 std::optional<std::string> MotoServer::unavailable_reason() {
   const auto& probe = python_probe();
   if (probe.unavailable) return probe.unavailable;

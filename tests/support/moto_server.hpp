@@ -89,5 +89,4 @@ class MotoServer {
   std::unique_ptr<Process> process_;
 };
 
-
 }  // namespace rstasker::testing

@@ -8,8 +8,12 @@
 
 namespace rstasker::testing {
 
-std::filesystem::path source_dir() { return RSTASKER_SOURCE_DIR; }
-std::filesystem::path binary_dir() { return RSTASKER_BINARY_DIR; }
+std::filesystem::path source_dir() {
+  return RSTASKER_SOURCE_DIR;
+}
+std::filesystem::path binary_dir() {
+  return RSTASKER_BINARY_DIR;
+}
 
 std::optional<std::filesystem::path> shared_dir() {
   auto dir = source_dir().parent_path() / "shared";

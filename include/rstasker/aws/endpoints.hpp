@@ -10,8 +10,8 @@ namespace rstasker::aws {
 
 // What identifies a service for endpoint resolution and signing.
 struct ServiceSpec {
-  std::string_view env_suffix;  // AWS_ENDPOINT_URL_<env_suffix>, e.g. "REDSHIFT_DATA"
-  std::string_view host_prefix;  // <host_prefix>.<region>.amazonaws.com
+  std::string_view env_suffix;    // AWS_ENDPOINT_URL_<env_suffix>, e.g. "REDSHIFT_DATA"
+  std::string_view host_prefix;   // <host_prefix>.<region>.amazonaws.com
   std::string_view signing_name;  // SigV4 service name
 };
 

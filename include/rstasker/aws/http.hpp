@@ -70,8 +70,8 @@ std::unique_ptr<HttpTransport> make_curl_transport(CurlOptions options = {});
 // loopback interface (cheap to start: nothing to load). One kept-alive connection per origin;
 // requests to an origin are serialised. https URLs are refused with InternalError. Deadlines as
 // for HttpTransport; an unbounded deadline waits for the answer as long as it takes.
-std::unique_ptr<HttpTransport> make_plain_http_transport(
-    std::size_t max_response_bytes = 64u << 20);
+std::unique_ptr<HttpTransport> make_plain_http_transport(std::size_t max_response_bytes = 64u
+                                                                                          << 20);
 
 // The CA bundle make_curl_transport would use with default options ("" for libcurl's default).
 std::string default_ca_bundle();

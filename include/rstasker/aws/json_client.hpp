@@ -24,7 +24,7 @@ struct CallContext {
 
 struct JsonProtocol {
   std::string_view target_prefix;  // X-Amz-Target: <prefix>.<Operation>
-  std::string_view content_type;  // application/x-amz-json-1.0 or -1.1
+  std::string_view content_type;   // application/x-amz-json-1.0 or -1.1
 };
 
 namespace protocol {
@@ -41,7 +41,8 @@ struct RetryPolicy {
   std::chrono::milliseconds max_delay{5000};
 };
 
-// Delay before retry number `retry` (1 for the first retry): uniform in [0, min(max, base*2^(retry-1))].
+// Delay before retry number `retry` (1 for the first retry): uniform in [0, min(max,
+// base*2^(retry-1))].
 std::chrono::milliseconds backoff_delay(const RetryPolicy& policy, int retry);
 
 // Whether AWS-FACTS.md says to retry: HTTP 500/502/503/504 or a throttling error name.

@@ -34,7 +34,7 @@ struct ExecuteRequest {
   // One statement → ExecuteStatement; several → BatchExecuteStatement (one transaction).
   std::vector<std::string> sqls;
   std::vector<SqlParameter> parameters;  // ExecuteStatement only
-  std::string statement_name;  // empty: none
+  std::string statement_name;            // empty: none
   bool with_event = false;
   std::string client_token;  // empty: none
 };
@@ -72,7 +72,15 @@ std::unique_ptr<RedshiftData> make_redshift_data(std::shared_ptr<const aws::Json
 Json execute_request_body(const ExecuteRequest& request);
 
 // Statement statuses of DescribeStatement / ListStatements and completion events.
-enum class StatementStatus { kSubmitted, kPicked, kStarted, kFinished, kFailed, kAborted, kUnknown };
+enum class StatementStatus {
+  kSubmitted,
+  kPicked,
+  kStarted,
+  kFinished,
+  kFailed,
+  kAborted,
+  kUnknown
+};
 StatementStatus parse_statement_status(std::string_view status);
 std::string_view to_string(StatementStatus status);
 bool is_terminal(StatementStatus status);

@@ -32,10 +32,10 @@ struct CompletionOptions {
 };
 
 enum class Disposition {
-  kCompleted,  // this call delivered the callback (or there was no waiter) and marked it done
-  kNotOurs,  // not a statement we track: acknowledge
+  kCompleted,    // this call delivered the callback (or there was no waiter) and marked it done
+  kNotOurs,      // not a statement we track: acknowledge
   kAlreadyDone,  // a duplicate: acknowledge
-  kRetry,  // could not finish now: the message must come back
+  kRetry,        // could not finish now: the message must come back
 };
 std::string_view to_string(Disposition disposition);
 

@@ -14,7 +14,7 @@ struct Config {
   // may override any part of it.
   services::RedshiftTarget target;
   std::string table_name;  // DDB_TABLE_NAME
-  int ttl_days = 7;  // TTL: days a statement's state is kept
+  int ttl_days = 7;        // TTL: days a statement's state is kept
   std::string region;
   aws::Credentials credentials;
   // Statements waiting longer than this are examined by `reconcile` (RECONCILE_AFTER_SECONDS).

@@ -13,8 +13,8 @@
 namespace rstasker::tasker {
 
 enum class EventShape {
-  kAction,  // {"action": ...} or {"sqlStatement": ...}
-  kSqsBatch,  // {"Records": [{"eventSource": "aws:sqs", ...}]}
+  kAction,          // {"action": ...} or {"sqlStatement": ...}
+  kSqsBatch,        // {"Records": [{"eventSource": "aws:sqs", ...}]}
   kCloudFormation,  // {"RequestType": ..., "ResponseURL": ..., ...}
 };
 
@@ -52,7 +52,7 @@ inline constexpr std::string_view kLatest = "LATEST";
 struct ActionRequest {
   ActionKind kind = ActionKind::kExecuteStatement;
   std::vector<std::string> sqls;  // sqlStatement (one) or sqlStatements (a batch)
-  bool batch = false;  // came as sqlStatements
+  bool batch = false;             // came as sqlStatements
   std::vector<services::SqlParameter> parameters;
   std::string statement_id;  // a Data API id, or kLatest
   std::string next_token;

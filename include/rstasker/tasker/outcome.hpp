@@ -12,7 +12,7 @@ struct Outcome {
   services::StatementStatus status = services::StatementStatus::kUnknown;  // terminal
   std::string statement_id;
   std::string statement_name;
-  std::string error;  // the Data API's error text for FAILED / ABORTED ("" otherwise)
+  std::string error;       // the Data API's error text for FAILED / ABORTED ("" otherwise)
   std::int64_t rows = -1;  // rows affected / returned, when known
   // The completion event as EventBridge delivered it (reconcile builds one of the same shape).
   Json event;

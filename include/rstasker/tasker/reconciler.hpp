@@ -14,9 +14,9 @@
 namespace rstasker::tasker {
 
 struct ReconcileOptions {
-  std::size_t max_records = 200;  // per run; the next run continues
+  std::size_t max_records = 200;                  // per run; the next run continues
   std::chrono::milliseconds min_time_left{5000};  // stop examining when less remains
-  std::string region;  // for the events it builds
+  std::string region;                             // for the events it builds
 };
 
 class Reconciler {

@@ -23,7 +23,7 @@ namespace rstasker::tasker {
 // One statement's key. The Data API statement name is "<id>:<invocation_id>"; the completion
 // event carries it back.
 struct StatementKey {
-  std::string id;  // the caller: an execution ARN, or a generated id
+  std::string id;             // the caller: an execution ARN, or a generated id
   std::string invocation_id;  // "<epoch seconds>.<microseconds>", sorts by time
 
   std::string statement_name() const { return id + ":" + invocation_id; }
@@ -41,7 +41,7 @@ enum class WaiterKind { kNone, kStepFunctions, kCloudFormation };
 struct Waiter {
   WaiterKind kind = WaiterKind::kNone;
   std::string task_token;  // kStepFunctions
-  Json cloudformation;  // kCloudFormation: the response fields (see custom resources)
+  Json cloudformation;     // kCloudFormation: the response fields (see custom resources)
 };
 
 enum class RecordState { kWaiting, kClaimed, kDone, kStartFailed };
@@ -63,10 +63,10 @@ struct StatementRecord {
 };
 
 enum class ClaimResult {
-  kClaimed,  // the caller now holds the claim and must call back, then finish()
+  kClaimed,      // the caller now holds the claim and must call back, then finish()
   kAlreadyDone,  // DONE or START_FAILED: nothing to do
   kHeldByOther,  // another invocation holds a live claim: retry later
-  kMissing,  // no such record: not ours
+  kMissing,      // no such record: not ours
 };
 
 struct Claim {
@@ -80,7 +80,7 @@ struct Claim {
 
 struct SingletonLock {
   std::string key;
-  std::string holder;  // the holding statement's name
+  std::string holder;        // the holding statement's name
   std::string statement_id;  // "" until the holder's statement has started
   std::int64_t acquired_at_ms = 0;
   std::int64_t expires_at_ms = 0;
@@ -113,8 +113,8 @@ class StateTable {
                              const aws::CallContext& context) = 0;
   // Marks a claimed record DONE and removes it from the waiting index; false when `owner` no
   // longer holds the claim (it expired and was taken over).
-  virtual bool finish(const StatementKey& key, const std::string& owner,
-                      const std::string& outcome, const aws::CallContext& context) = 0;
+  virtual bool finish(const StatementKey& key, const std::string& owner, const std::string& outcome,
+                      const aws::CallContext& context) = 0;
   // Records in the waiting index that started waiting at or before `cutoff_ms`, oldest first.
   virtual std::vector<StatementRecord> waiting_before(std::int64_t cutoff_ms, std::size_t limit,
                                                       const aws::CallContext& context) = 0;

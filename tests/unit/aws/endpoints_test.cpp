@@ -1,10 +1,11 @@
 // Endpoint resolution, credentials and region from the environment, URL splitting.
+#include "rstasker/aws/endpoints.hpp"
+
 #include <gtest/gtest.h>
 
 #include <map>
 
 #include "rstasker/aws/credentials.hpp"
-#include "rstasker/aws/endpoints.hpp"
 #include "rstasker/aws/http.hpp"
 #include "rstasker/common/error.hpp"
 
@@ -63,10 +64,10 @@ TEST(Credentials, FromEnvironmentWithAndWithoutSessionToken) {
   EXPECT_EQ(c.access_key_id, "AKID");
   EXPECT_EQ(c.secret_access_key, "SECRET");
   EXPECT_EQ(c.session_token, "TOKEN");
-  EXPECT_EQ(credentials_from_env(env_of({{"AWS_ACCESS_KEY_ID", "A"},
-                                         {"AWS_SECRET_ACCESS_KEY", "S"}}))
-                .session_token,
-            "");
+  EXPECT_EQ(
+      credentials_from_env(env_of({{"AWS_ACCESS_KEY_ID", "A"}, {"AWS_SECRET_ACCESS_KEY", "S"}}))
+          .session_token,
+      "");
   try {
     credentials_from_env(env_of({{"AWS_ACCESS_KEY_ID", "A"}}));
     ADD_FAILURE();
@@ -77,9 +78,9 @@ TEST(Credentials, FromEnvironmentWithAndWithoutSessionToken) {
 }
 
 TEST(Region, RegionThenDefaultRegionAndValidation) {
-  EXPECT_EQ(region_from_env(env_of({{"AWS_REGION", "eu-west-1"},
-                                     {"AWS_DEFAULT_REGION", "us-east-1"}})),
-            "eu-west-1");
+  EXPECT_EQ(
+      region_from_env(env_of({{"AWS_REGION", "eu-west-1"}, {"AWS_DEFAULT_REGION", "us-east-1"}})),
+      "eu-west-1");
   EXPECT_EQ(region_from_env(env_of({{"AWS_DEFAULT_REGION", "us-east-1"}})), "us-east-1");
   EXPECT_THROW(region_from_env(env_of({})), Error);
   EXPECT_THROW(region_from_env(env_of({{"AWS_REGION", "EU WEST"}})), Error);

@@ -1,7 +1,8 @@
 // The curl transport's behaviour that needs no server: deadlines, refused connections.
+#include "rstasker/aws/http.hpp"
+
 #include <gtest/gtest.h>
 
-#include "rstasker/aws/http.hpp"
 #include "rstasker/common/error.hpp"
 #include "support/process.hpp"
 

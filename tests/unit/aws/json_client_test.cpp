@@ -1,10 +1,10 @@
 // The JSON-protocol client against a scripted transport: request shape, error parsing, retries.
+#include "rstasker/aws/json_client.hpp"
+
 #include <gtest/gtest.h>
 
 #include <deque>
 #include <mutex>
-
-#include "rstasker/aws/json_client.hpp"
 
 namespace rstasker::aws {
 namespace {
@@ -41,10 +41,8 @@ class ScriptedTransport : public HttpTransport {
 
 struct Fixture : ::testing::Test {
   std::shared_ptr<ScriptedTransport> transport = std::make_shared<ScriptedTransport>();
-  JsonClient client{protocol::kDynamoDb,
-                    Endpoint{"http://127.0.0.1:4566", "us-east-1", "dynamodb"},
-                    Credentials{"AKID", "SECRET", "TOKEN"},
-                    transport,
+  JsonClient client{protocol::kDynamoDb, Endpoint{"http://127.0.0.1:4566", "us-east-1", "dynamodb"},
+                    Credentials{"AKID", "SECRET", "TOKEN"}, transport,
                     RetryPolicy{4, std::chrono::milliseconds(1), std::chrono::milliseconds(2)}};
   CallContext context{Deadline::after(std::chrono::seconds(10)), "Root=1-abc"};
 };
@@ -63,8 +61,7 @@ TEST_F(Fixture, SendsASignedJsonRequestWithTargetAndTrace) {
   EXPECT_EQ(*r.header("X-Amz-Security-Token"), "TOKEN");
   ASSERT_NE(r.header("Authorization"), nullptr);
   EXPECT_TRUE(r.header("Authorization")->starts_with("AWS4-HMAC-SHA256 Credential=AKID/"));
-  EXPECT_NE(r.header("Authorization")->find("/us-east-1/dynamodb/aws4_request"),
-            std::string::npos);
+  EXPECT_NE(r.header("Authorization")->find("/us-east-1/dynamodb/aws4_request"), std::string::npos);
   EXPECT_EQ(Json::parse(r.body), Json({{"Limit", 1}}));
 }
 
@@ -111,11 +108,10 @@ TEST_F(Fixture, RetriesStopAtMaxAttemptsWithTheLastError) {
 }
 
 TEST_F(Fixture, RetriesNeverRunPastTheDeadline) {
-  JsonClient slow{protocol::kDynamoDb,
-                  Endpoint{"http://127.0.0.1:4566", "us-east-1", "dynamodb"},
-                  Credentials{"AKID", "SECRET", ""},
-                  transport,
-                  RetryPolicy{10, std::chrono::milliseconds(10000), std::chrono::milliseconds(10000)}};
+  JsonClient slow{
+      protocol::kDynamoDb, Endpoint{"http://127.0.0.1:4566", "us-east-1", "dynamodb"},
+      Credentials{"AKID", "SECRET", ""}, transport,
+      RetryPolicy{10, std::chrono::milliseconds(10000), std::chrono::milliseconds(10000)}};
   for (int i = 0; i < 10; ++i) transport->add(503, "");
   auto start = std::chrono::steady_clock::now();
   CallContext short_context{Deadline::after(std::chrono::milliseconds(300)), {}};
@@ -136,15 +132,16 @@ TEST_F(Fixture, NonJsonSuccessBodyIsAnInternalError) {
 }
 
 TEST(ErrorFromResponse, HeaderXmlAndFallbacks) {
-  Error from_header =
-      error_from_response(HttpResponse{400, {{"x-amzn-ErrorType", "ValidationException:http://x"}},
-                                       R"({"Message":"bad"})"});
+  Error from_header = error_from_response(HttpResponse{
+      400, {{"x-amzn-ErrorType", "ValidationException:http://x"}}, R"({"Message":"bad"})"});
   EXPECT_EQ(from_header.name(), "ValidationException");
   EXPECT_EQ(from_header.message(), "bad");
 
-  Error from_xml = error_from_response(HttpResponse{
-      403, {}, "<ErrorResponse><Errors><Error><Code>SignatureDoesNotMatch</Code><Message>sig"
-               "</Message></Error></Errors></ErrorResponse>"});
+  Error from_xml = error_from_response(
+      HttpResponse{403,
+                   {},
+                   "<ErrorResponse><Errors><Error><Code>SignatureDoesNotMatch</Code><Message>sig"
+                   "</Message></Error></Errors></ErrorResponse>"});
   EXPECT_EQ(from_xml.name(), "SignatureDoesNotMatch");
   EXPECT_EQ(from_xml.message(), "sig");
   EXPECT_EQ(from_xml.http_status(), 403);
@@ -156,10 +153,10 @@ TEST(ErrorFromResponse, HeaderXmlAndFallbacks) {
 }
 
 TEST(Retryable, FollowsTheDocumentedList) {
-  for (const char* name : {"Throttling", "ThrottlingException", "ThrottledException",
-                           "TooManyRequestsException", "ProvisionedThroughputExceededException",
-                           "RequestLimitExceeded", "LimitExceededException",
-                           "TransactionInProgressException"}) {
+  for (const char* name :
+       {"Throttling", "ThrottlingException", "ThrottledException", "TooManyRequestsException",
+        "ProvisionedThroughputExceededException", "RequestLimitExceeded", "LimitExceededException",
+        "TransactionInProgressException"}) {
     EXPECT_TRUE(is_retryable(name, 400)) << name;
   }
   EXPECT_TRUE(is_retryable("Anything", 500));

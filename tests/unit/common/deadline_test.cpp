@@ -1,7 +1,7 @@
 // Deadlines between the steady and the wall clock.
-#include <gtest/gtest.h>
-
 #include "rstasker/common/deadline.hpp"
+
+#include <gtest/gtest.h>
 
 namespace rstasker {
 namespace {

@@ -1,8 +1,9 @@
 // Bounded JSON parsing and text helpers.
+#include "rstasker/common/json.hpp"
+
 #include <gtest/gtest.h>
 
 #include "rstasker/common/error.hpp"
-#include "rstasker/common/json.hpp"
 #include "rstasker/common/text.hpp"
 
 namespace rstasker {
@@ -48,7 +49,9 @@ TEST(ParseJson, RejectsInvalidUtf8) {
   EXPECT_NE(e.message().find("UTF-8"), std::string::npos) << e.message();
 }
 
-TEST(ParseJson, RejectsEmptyInput) { EXPECT_EQ(parse_error("").name(), "InvalidRequest"); }
+TEST(ParseJson, RejectsEmptyInput) {
+  EXPECT_EQ(parse_error("").name(), "InvalidRequest");
+}
 
 TEST(DumpJson, ReplacesInvalidUtf8InsteadOfThrowing) {
   Json value = std::string("bad \xff byte");
@@ -71,9 +74,9 @@ TEST(Truncate, KeepsShortTextAndCutsOnCodePointBoundaries) {
 TEST(Utf8, ValidatesSequences) {
   EXPECT_TRUE(is_valid_utf8("plain ascii"));
   EXPECT_TRUE(is_valid_utf8("ሴ 😀"));
-  EXPECT_FALSE(is_valid_utf8("\xC0\xAF"));  // overlong '/'
+  EXPECT_FALSE(is_valid_utf8("\xC0\xAF"));      // overlong '/'
   EXPECT_FALSE(is_valid_utf8("\xED\xA0\x80"));  // surrogate
-  EXPECT_FALSE(is_valid_utf8("\xE1\x88"));  // truncated
+  EXPECT_FALSE(is_valid_utf8("\xE1\x88"));      // truncated
   EXPECT_FALSE(is_valid_utf8("\xFF"));
 }
 

@@ -1,4 +1,6 @@
 // Redaction at the logging boundary and the Lambda JSON line shape.
+#include "rstasker/common/log.hpp"
+
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
@@ -10,7 +12,6 @@
 #include <sstream>
 
 #include "rstasker/common/json.hpp"
-#include "rstasker/common/log.hpp"
 
 namespace rstasker::log {
 namespace {
@@ -34,7 +35,8 @@ TEST(Redact, EscapedJsonInsideAString) {
 
 TEST(Redact, PresignedUrlQueryParameters) {
   std::string out = redact(
-      "PUT https://bucket.s3.amazonaws.com/x?X-Amz-Credential=AKIA%2F2026&X-Amz-Signature=abcdef0123"
+      "PUT "
+      "https://bucket.s3.amazonaws.com/x?X-Amz-Credential=AKIA%2F2026&X-Amz-Signature=abcdef0123"
       "&X-Amz-Security-Token=FQoGZXIvYXdzEKr failed");
   EXPECT_FALSE(contains(out, "abcdef0123")) << out;
   EXPECT_FALSE(contains(out, "FQoGZXIvYXdzEKr")) << out;
@@ -58,7 +60,8 @@ TEST(Redact, AuthorizationHeaderToEndOfLine) {
 }
 
 TEST(Redact, SqlPasswordClauses) {
-  std::string out = redact("CREATE USER etl PASSWORD 'md5a1b2c3d4e5f60718293a4b5c6d7e8f90' NOCREATEDB");
+  std::string out =
+      redact("CREATE USER etl PASSWORD 'md5a1b2c3d4e5f60718293a4b5c6d7e8f90' NOCREATEDB");
   EXPECT_FALSE(contains(out, "md5a1b2")) << out;
   EXPECT_TRUE(contains(out, "NOCREATEDB")) << out;
   EXPECT_TRUE(contains(out, "CREATE USER etl")) << out;

@@ -80,7 +80,9 @@ Json record(const std::string& message_id, const Json& body) {
           {"attributes", {{"ApproximateReceiveCount", "1"}}}};
 }
 
-Json batch(std::vector<Json> records) { return {{"Records", records}}; }
+Json batch(std::vector<Json> records) {
+  return {{"Records", records}};
+}
 
 std::vector<std::string> failed_ids(const Json& response) {
   std::vector<std::string> ids;
@@ -155,7 +157,9 @@ TEST(Completions, EventsThatAreNotOursAreAcknowledged) {
   Json unknown = completion_body(arn(9) + ":1793654066.123456", "y", "FINISHED");
   Json s3 = {{"source", "aws.s3"}, {"detail-type", "Object Created"}, {"detail", Json::object()}};
   Json response = tasker->handle(
-      batch({record("a", foreign), record("b", unknown), record("c", s3),
+      batch({record("a", foreign),
+             record("b", unknown),
+             record("c", s3),
              {{"messageId", "d"}, {"body", "not json"}, {"eventSource", "aws:sqs"}}}),
       ctx());
   EXPECT_TRUE(failed_ids(response).empty());
@@ -167,8 +171,9 @@ TEST(Completions, SharedEventFilesGetTheDocumentedOutcome) {
   if (!shared) GTEST_SKIP() << "../shared is absent (a user's clone): nothing to read";
   World w;
   auto tasker = w.tasker();
-  for (const char* file : {"sqs-not-ours.json", "sqs-mixed-batch.json", "sqs-completion-finished.json",
-                           "sqs-completion-failed.json", "sqs-completion-aborted.json"}) {
+  for (const char* file :
+       {"sqs-not-ours.json", "sqs-mixed-batch.json", "sqs-completion-finished.json",
+        "sqs-completion-failed.json", "sqs-completion-aborted.json"}) {
     Json event = Json::parse(rstasker::testing::read_file(*shared / "events" / file));
     Json response = tasker->handle(event, ctx());
     // No record exists for their statements: all acknowledged, none retried, nothing called.
@@ -190,8 +195,8 @@ TEST(Completions, OnlyTheRecordWhoseCallbackFailsIsRetried) {
   EXPECT_EQ(w.sfn->callbacks().size(), 2u);
   // The failed one went back to WAITING, so the redelivery completes it at once.
   w.sfn->clear_failure(b.token);
-  Json again = tasker->handle(batch({record("mb", completion_body(b.name, b.id, "FINISHED"))}),
-                              ctx());
+  Json again =
+      tasker->handle(batch({record("mb", completion_body(b.name, b.id, "FINISHED"))}), ctx());
   EXPECT_TRUE(failed_ids(again).empty());
   EXPECT_EQ(w.sfn->callbacks().size(), 3u);
 }
@@ -216,8 +221,8 @@ TEST(Completions, DuplicatesInOneBatchAcrossBatchesAndConcurrentInvocationsCallB
     return record(s.id + "-" + std::to_string(copy), completion_body(s.name, s.id, "FINISHED"));
   };
   // Each completion three times in one batch.
-  Json response = tasker->handle(batch({rec(started[0], 0), rec(started[0], 1), rec(started[0], 2)}),
-                                 ctx());
+  Json response =
+      tasker->handle(batch({rec(started[0], 0), rec(started[0], 1), rec(started[0], 2)}), ctx());
   EXPECT_TRUE(failed_ids(response).empty());
   // Three times in three batches, one after another.
   for (int copy = 0; copy < 3; ++copy) tasker->handle(batch({rec(started[1], copy)}), ctx());
@@ -341,8 +346,8 @@ TEST(Reconcile, FinishesTerminalStatementsWhoseEventNeverCame) {
     }
   }
   // The late event for a reconciled statement is a duplicate.
-  Json late = tasker->handle(batch({record("m", completion_body(done.name, done.id, "FINISHED"))}),
-                             ctx());
+  Json late =
+      tasker->handle(batch({record("m", completion_body(done.name, done.id, "FINISHED"))}), ctx());
   EXPECT_TRUE(failed_ids(late).empty());
   EXPECT_EQ(w.sfn->callbacks().size(), 2u);
   // A second run only sees what still runs.
@@ -370,12 +375,14 @@ TEST(Reconcile, RacingCompletionEventsStillGiveOneCallback) {
     w.tasker()->handle({{"action", "reconcile"}, {"olderThanSeconds", 0}}, ctx());
   });
   std::vector<Json> records;
-  for (const auto& s : started) records.push_back(record(s.id, completion_body(s.name, s.id, "FINISHED")));
+  for (const auto& s : started)
+    records.push_back(record(s.id, completion_body(s.name, s.id, "FINISHED")));
   Json response = w.tasker()->handle(batch(records), ctx());
   reconcile.join();
   for (const auto& id : failed_ids(response)) {  // met reconcile's live claim: redelivered
     for (const auto& s : started) {
-      if (s.id == id) w.tasker()->handle(batch({record(id, completion_body(s.name, s.id, "FINISHED"))}), ctx());
+      if (s.id == id)
+        w.tasker()->handle(batch({record(id, completion_body(s.name, s.id, "FINISHED"))}), ctx());
     }
   }
   std::map<std::string, int> per_token;

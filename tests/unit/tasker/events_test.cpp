@@ -1,11 +1,12 @@
 // Event shapes and action-event validation: every malformed event is an InvalidRequest that says
 // what is wrong.
+#include "rstasker/tasker/events.hpp"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
 
 #include "rstasker/common/error.hpp"
-#include "rstasker/tasker/events.hpp"
 #include "support/paths.hpp"
 
 namespace rstasker::tasker {
@@ -57,8 +58,8 @@ TEST(Classify, RejectsNonObjectsEmptyAndUnknownShapes) {
   EXPECT_TRUE(mentions(invalid_shape(Json::object()), "empty object"));
   EXPECT_TRUE(mentions(invalid_shape({{"hello", "world"}}), "unrecognised event"));
   EXPECT_TRUE(mentions(invalid_shape({{"Records", Json::array()}}), "SQS records"));
-  EXPECT_TRUE(mentions(invalid_shape({{"Records", {{{"eventSource", "aws:sns"}}}}}),
-                       "SQS records"));
+  EXPECT_TRUE(
+      mentions(invalid_shape({{"Records", {{{"eventSource", "aws:sns"}}}}}), "SQS records"));
 }
 
 TEST(ParseAction, SeedDefaultIsExecuteStatement) {
@@ -95,9 +96,10 @@ TEST(ParseAction, BatchParametersAndOverrides) {
 }
 
 TEST(ParseAction, StatementActions) {
-  ActionRequest d = parse_action(
-      {{"action", "getStatementResult"}, {"statementId", "LATEST"}, {"executionArn", kArn},
-       {"nextToken", "t2"}});
+  ActionRequest d = parse_action({{"action", "getStatementResult"},
+                                  {"statementId", "LATEST"},
+                                  {"executionArn", kArn},
+                                  {"nextToken", "t2"}});
   EXPECT_EQ(d.kind, ActionKind::kGetStatementResult);
   EXPECT_EQ(d.statement_id, "LATEST");
   EXPECT_EQ(d.next_token, "t2");
@@ -139,15 +141,17 @@ TEST(ParseAction, UnknownAndMisCasedActions) {
 TEST(ParseAction, UnknownMisCasedAndMisplacedFields) {
   EXPECT_TRUE(mentions(invalid({{"SqlStatement", "select 1"}, {"action", "executeStatement"}}),
                        "did you mean 'sqlStatement'"));
-  EXPECT_TRUE(mentions(invalid({{"action", "describeStatement"}, {"statementId", "x"},
-                                {"sqlStatement", "select 1"}}),
-                       "'sqlStatement' is not used by action 'describeStatement'"));
+  EXPECT_TRUE(mentions(
+      invalid(
+          {{"action", "describeStatement"}, {"statementId", "x"}, {"sqlStatement", "select 1"}}),
+      "'sqlStatement' is not used by action 'describeStatement'"));
   EXPECT_TRUE(mentions(invalid({{"sqlStatement", "select 1"}, {"colour", "blue"}}),
                        "unknown field 'colour'"));
 }
 
 TEST(ParseAction, WrongTypes) {
-  EXPECT_TRUE(mentions(invalid({{"sqlStatement", 42}}), "'sqlStatement' must be a string, not number"));
+  EXPECT_TRUE(
+      mentions(invalid({{"sqlStatement", 42}}), "'sqlStatement' must be a string, not number"));
   EXPECT_TRUE(mentions(invalid({{"sqlStatements", "select 1"}}), "must be a list of strings"));
   EXPECT_TRUE(mentions(invalid({{"sqlStatements", {"select 1", 2}}}), "sqlStatements[1]"));
   EXPECT_TRUE(mentions(invalid({{"sqlStatement", "x"}, {"executionArn", 1}}),
@@ -156,27 +160,27 @@ TEST(ParseAction, WrongTypes) {
                        "'parameters' must be a list"));
   EXPECT_TRUE(mentions(invalid({{"sqlStatement", "x"}, {"parameters", {{{"name", "a"}}}}}),
                        "has no value"));
-  EXPECT_TRUE(mentions(invalid({{"sqlStatement", "x"},
-                                {"parameters", {{{"name", "a"}, {"value", {1}}}}}}),
-                       "must be a string, number or boolean"));
-  EXPECT_TRUE(mentions(invalid({{"action", "reconcile"}, {"olderThanSeconds", "60"}}),
-                       "olderThanSeconds"));
+  EXPECT_TRUE(
+      mentions(invalid({{"sqlStatement", "x"}, {"parameters", {{{"name", "a"}, {"value", {1}}}}}}),
+               "must be a string, number or boolean"));
+  EXPECT_TRUE(
+      mentions(invalid({{"action", "reconcile"}, {"olderThanSeconds", "60"}}), "olderThanSeconds"));
 }
 
 TEST(ParseAction, MissingAndConflictingFields) {
   EXPECT_TRUE(mentions(invalid({{"action", "executeStatement"}}), "needs 'sqlStatement'"));
   EXPECT_TRUE(mentions(invalid({{"action", "describeStatement"}}), "needs 'statementId'"));
   EXPECT_TRUE(mentions(invalid({{"sqlStatement", "a"}, {"sqlStatements", {"b"}}}), "not both"));
-  EXPECT_TRUE(mentions(invalid({{"sqlStatement", "a"}, {"clusterIdentifier", "c"},
-                                {"workgroupName", "w"}}),
-                       "not both"));
-  EXPECT_TRUE(mentions(invalid({{"sqlStatements", {"a"}},
-                                {"parameters", {{{"name", "a"}, {"value", "1"}}}}}),
-                       "cannot be used with 'sqlStatements'"));
-  EXPECT_TRUE(mentions(invalid({{"sqlStatement", "a"},
-                                {"parameters",
-                                 {{{"name", "a"}, {"value", "1"}}, {{"name", "a"}, {"value", "2"}}}}}),
-                       "given twice"));
+  EXPECT_TRUE(
+      mentions(invalid({{"sqlStatement", "a"}, {"clusterIdentifier", "c"}, {"workgroupName", "w"}}),
+               "not both"));
+  EXPECT_TRUE(mentions(
+      invalid({{"sqlStatements", {"a"}}, {"parameters", {{{"name", "a"}, {"value", "1"}}}}}),
+      "cannot be used with 'sqlStatements'"));
+  EXPECT_TRUE(mentions(
+      invalid({{"sqlStatement", "a"},
+               {"parameters", {{{"name", "a"}, {"value", "1"}}, {{"name", "a"}, {"value", "2"}}}}}),
+      "given twice"));
 }
 
 TEST(ParseAction, LatestAndTaskTokenNeedAnExecutionArn) {
@@ -184,9 +188,9 @@ TEST(ParseAction, LatestAndTaskTokenNeedAnExecutionArn) {
                        "\"LATEST\" needs 'executionArn'"));
   EXPECT_TRUE(mentions(invalid({{"sqlStatement", "select 1"}, {"taskToken", "t"}}),
                        "'taskToken' needs 'executionArn'"));
-  EXPECT_TRUE(mentions(invalid({{"sqlStatement", "select 1"}, {"taskToken", "t"},
-                                {"executionArn", "not-an-arn"}}),
-                       "not a Step Functions execution ARN"));
+  EXPECT_TRUE(mentions(
+      invalid({{"sqlStatement", "select 1"}, {"taskToken", "t"}, {"executionArn", "not-an-arn"}}),
+      "not a Step Functions execution ARN"));
 }
 
 TEST(ParseAction, DataApiLimitsAreCheckedLocally) {
@@ -203,11 +207,11 @@ TEST(ParseAction, DataApiLimitsAreCheckedLocally) {
   EXPECT_TRUE(mentions(invalid({{"sqlStatements", many}}), "1 to 40"));
   EXPECT_TRUE(mentions(invalid({{"sqlStatements", Json::array()}}), "1 to 40"));
   std::string long_arn = std::string(kArn) + std::string(500, 'x');
-  EXPECT_TRUE(mentions(invalid({{"sqlStatement", "x"}, {"executionArn", long_arn}}),
-                       "longer than"));
-  EXPECT_TRUE(mentions(invalid({{"sqlStatement", "x"}, {"parameters",
-                                                       {{{"name", "1a"}, {"value", "1"}}}}}),
-                       "letters, digits and underscores"));
+  EXPECT_TRUE(
+      mentions(invalid({{"sqlStatement", "x"}, {"executionArn", long_arn}}), "longer than"));
+  EXPECT_TRUE(
+      mentions(invalid({{"sqlStatement", "x"}, {"parameters", {{{"name", "1a"}, {"value", "1"}}}}}),
+               "letters, digits and underscores"));
 }
 
 TEST(ApplyOverride, ReplacesOnlyWhatIsGivenAndKeepsTargetsConsistent) {

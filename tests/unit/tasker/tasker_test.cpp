@@ -1,10 +1,11 @@
 // The action API over in-memory fakes: what is recorded, what is started, what is returned.
+#include "rstasker/tasker/tasker.hpp"
+
 #include <gtest/gtest.h>
 
 #include <thread>
 
 #include "rstasker/common/error.hpp"
-#include "rstasker/tasker/tasker.hpp"
 #include "support/fakes.hpp"
 
 namespace rstasker::tasker {
@@ -114,9 +115,9 @@ TEST_F(TaskerTest, OverridesBatchAndParametersReachTheDataApi) {
 }
 
 TEST_F(TaskerTest, AFailedStartIsRecordedAndTheAwsErrorReturned) {
-  redshift->fail_next_execute(
-      Error("ActiveStatementsExceededException", "too many", 400, false));
-  Error e = error_of({{"sqlStatement", "select 1"}, {"executionArn", kArn}, {"taskToken", "TOK-123456"}});
+  redshift->fail_next_execute(Error("ActiveStatementsExceededException", "too many", 400, false));
+  Error e =
+      error_of({{"sqlStatement", "select 1"}, {"executionArn", kArn}, {"taskToken", "TOK-123456"}});
   EXPECT_EQ(e.name(), "ActiveStatementsExceededException");
   auto records = state->records();
   ASSERT_EQ(records.size(), 1u);
@@ -170,9 +171,11 @@ TEST_F(TaskerTest, InvalidEventsTouchNothing) {
   for (const Json& event :
        {Json({{"action", "executeStatement"}}), Json({{"sqlStatement", 42}}),
         Json({{"action", "describeStatement"}, {"statementId", "LATEST"}}),
-        Json({{"sqlStatement", "select 1"}, {"taskToken", "t"}}), Json::array({1}),
-        Json::object(), Json({{"sqlStatement", "x"}, {"clusterIdentifier", "c"},
-                              {"dbUser", "u"}, {"secretArn", "s"}})}) {
+        Json({{"sqlStatement", "select 1"}, {"taskToken", "t"}}), Json::array({1}), Json::object(),
+        Json({{"sqlStatement", "x"},
+              {"clusterIdentifier", "c"},
+              {"dbUser", "u"},
+              {"secretArn", "s"}})}) {
     EXPECT_EQ(error_of(event).name(), "InvalidRequest") << event.dump();
   }
   EXPECT_EQ(redshift->call_count(), 0u);
@@ -250,7 +253,8 @@ TEST_F(TaskerTest, StateTableFailureBeforeStartStartsNothing) {
   state->before_operation = [](std::string_view op) {
     if (op == "insert") throw Error("InternalServerError", "ddb down", 500, true);
   };
-  Error e = error_of({{"sqlStatement", "select 1"}, {"executionArn", kArn}, {"taskToken", "TOKEN-99"}});
+  Error e =
+      error_of({{"sqlStatement", "select 1"}, {"executionArn", kArn}, {"taskToken", "TOKEN-99"}});
   EXPECT_EQ(e.name(), "InternalServerError");
   EXPECT_TRUE(redshift->executed().empty());
 }
