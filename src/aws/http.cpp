@@ -12,7 +12,6 @@
 #include <curl/curl.h>
 #include <dlfcn.h>
 #include <spdlog/spdlog.h>
-#include <strings.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -21,6 +20,7 @@
 #include <mutex>
 
 #include "rstasker/common/error.hpp"
+#include "rstasker/common/text.hpp"
 
 namespace rstasker::aws {
 
@@ -76,10 +76,6 @@ const CurlApi& curl() {
     return a;
   }();
   return api;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
 }
 
 bool file_exists(const char* path) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "rstasker/common/error.hpp"
+#include "rstasker/common/text.hpp"
 
 namespace rstasker::aws {
 namespace {
@@ -165,14 +166,6 @@ constexpr int hex_value(char c) {
 
 constexpr char to_lower(char c) {
   return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (to_lower(a[i]) != to_lower(b[i])) return false;
-  }
-  return true;
 }
 
 void append_escaped(std::string& out, unsigned char c) {

@@ -38,6 +38,12 @@ std::string dump_json(const Json& value) {
   return value.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
+std::string string_member(const Json& object, std::string_view name) {
+  if (!object.is_object()) return {};
+  auto it = object.find(name);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
 std::string_view json_type_name(const Json& value) {
   switch (value.type()) {
     case Json::value_t::null:

@@ -14,6 +14,7 @@
 #include <mutex>
 
 #include "rstasker/common/json.hpp"
+#include "rstasker/common/text.hpp"
 
 namespace rstasker::log {
 
@@ -38,13 +39,6 @@ struct State {
 State& state() {
   static State instance;
   return instance;
-}
-
-std::string lowercase(std::string_view text) {
-  std::string out(text);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
 }
 
 bool is_space(char c) {
@@ -97,7 +91,7 @@ std::size_t redact_value_after(std::string& text, std::string& lower, std::size_
 }
 
 void redact_sensitive_fields(std::string& text) {
-  std::string lower = lowercase(text);
+  std::string lower = ascii_lower(text);
   for (std::string_view key : kSensitiveKeys) {
     std::size_t from = 0;
     while ((from = lower.find(key, from)) != std::string::npos) {
@@ -190,7 +184,7 @@ class LambdaFormatter final : public spdlog::formatter {
 };
 
 bool parse_level(std::string_view name, spdlog::level::level_enum* level) {
-  std::string lower = lowercase(name);
+  std::string lower = ascii_lower(name);
   static const std::map<std::string, spdlog::level::level_enum, std::less<>> kLevels = {
       {"trace", spdlog::level::trace},    {"debug", spdlog::level::debug},
       {"info", spdlog::level::info},      {"warn", spdlog::level::warn},
@@ -219,7 +213,7 @@ Settings settings_from_environment(std::string* problems) {
         level_var, level);
   }
   if (const char* format = std::getenv("AWS_LAMBDA_LOG_FORMAT"); format && *format) {
-    std::string f = lowercase(format);
+    std::string f = ascii_lower(format);
     if (f == "text") {
       settings.format = Format::kText;
     } else if (f != "json" && problems) {

@@ -2,7 +2,6 @@
 #include "local/code_store.hpp"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -23,10 +22,6 @@ namespace {
 
 constexpr auto kFetchTimeout = std::chrono::seconds(60);
 constexpr auto kUnzipTimeout = std::chrono::seconds(120);
-
-Error service_error(std::string message) {
-  return Error("ServiceException", std::move(message), 500);
-}
 
 // The names inside <Name>...</Name> of a ListBuckets answer.
 std::vector<std::string> bucket_names(std::string_view xml) {
@@ -222,36 +217,8 @@ void CodeStore::unpack(std::string_view zip, const std::filesystem::path& target
   cleanup();
 }
 
-std::string base64_encode(std::string_view data) {
-  std::string out(4 * ((data.size() + 2) / 3), '\0');
-  const int written = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                      reinterpret_cast<const unsigned char*>(data.data()),
-                                      static_cast<int>(data.size()));
-  out.resize(static_cast<std::size_t>(written));
-  return out;
-}
-
-std::string base64_decode(std::string_view text) {
-  std::string clean;
-  clean.reserve(text.size());
-  for (char c : text) {
-    if (c != '\n' && c != '\r' && c != ' ') clean += c;
-  }
-  if (clean.size() % 4 != 0) {
-    throw Error("InvalidParameterValueException", "the value is not valid base64", 400);
-  }
-  std::string out(3 * (clean.size() / 4), '\0');
-  const int written = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                      reinterpret_cast<const unsigned char*>(clean.data()),
-                                      static_cast<int>(clean.size()));
-  if (written < 0) {
-    throw Error("InvalidParameterValueException", "the value is not valid base64", 400);
-  }
-  std::size_t size = static_cast<std::size_t>(written);
-  if (!clean.empty() && clean.back() == '=') --size;
-  if (clean.size() >= 2 && clean[clean.size() - 2] == '=') --size;
-  out.resize(size);
-  return out;
+Error service_error(std::string message) {
+  return Error("ServiceException", std::move(message), 500);
 }
 
 }  // namespace rstasker::local

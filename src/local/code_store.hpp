@@ -18,6 +18,7 @@
 
 #include "local/function_config.hpp"
 #include "local/moto_client.hpp"
+#include "rstasker/common/error.hpp"
 
 namespace rstasker::local {
 
@@ -47,9 +48,7 @@ class CodeStore {
   std::mutex mutex_;  // one fetch/unpack at a time; lookups of unpacked code take no lock
 };
 
-// Standard base64 (with padding) and its inverse; decode throws
-// Error(InvalidParameterValueException) for text that is not base64.
-std::string base64_encode(std::string_view data);
-std::string base64_decode(std::string_view text);
+// Lambda's error for a function it cannot run (ServiceException, HTTP 500).
+Error service_error(std::string message);
 
 }  // namespace rstasker::local

@@ -79,12 +79,6 @@ std::string member_name(std::string_view field) {
   return member;
 }
 
-std::size_t utf8_length(std::string_view text) {
-  return static_cast<std::size_t>(std::count_if(text.begin(), text.end(), [](char c) {
-    return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
-  }));
-}
-
 void check_length(std::string_view member, const std::string& value, std::size_t min,
                   std::size_t max) {
   const std::size_t length = utf8_length(value);
@@ -146,53 +140,6 @@ std::optional<std::int64_t> optional_integer(const Json& request, std::string_vi
 }
 
 // ---- small encodings ----------------------------------------------------------------------------
-
-constexpr std::string_view kBase64Alphabet =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-std::string base64_encode(std::string_view bytes) {
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 2 < bytes.size(); i += 3) {
-    const std::uint32_t n = (static_cast<unsigned char>(bytes[i]) << 16) |
-                            (static_cast<unsigned char>(bytes[i + 1]) << 8) |
-                            static_cast<unsigned char>(bytes[i + 2]);
-    for (int shift = 18; shift >= 0; shift -= 6) out.push_back(kBase64Alphabet[(n >> shift) & 63]);
-  }
-  if (const std::size_t rest = bytes.size() - i; rest > 0) {
-    std::uint32_t n = static_cast<unsigned char>(bytes[i]) << 16;
-    if (rest == 2) n |= static_cast<unsigned char>(bytes[i + 1]) << 8;
-    out.push_back(kBase64Alphabet[(n >> 18) & 63]);
-    out.push_back(kBase64Alphabet[(n >> 12) & 63]);
-    out.push_back(rest == 2 ? kBase64Alphabet[(n >> 6) & 63] : '=');
-    out.push_back('=');
-  }
-  return out;
-}
-
-std::optional<std::string> base64_decode(std::string_view text) {
-  if (text.size() % 4 != 0) return std::nullopt;
-  std::string out;
-  std::uint32_t buffer = 0;
-  int bits = 0;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (c == '=') {
-      if (i + 2 < text.size()) return std::nullopt;
-      continue;
-    }
-    const auto index = kBase64Alphabet.find(c);
-    if (index == std::string_view::npos) return std::nullopt;
-    buffer = (buffer << 6) | static_cast<std::uint32_t>(index);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((buffer >> bits) & 0xFF));
-    }
-  }
-  return out;
-}
 
 // bytea's text output ("\x0a1b...") as raw bytes.
 std::string decode_bytea_hex(std::string_view text) {
@@ -614,7 +561,7 @@ StatementRef parse_id(const Json& request) {
 }
 
 // What running one part produced.
-struct Outcome {
+struct PartOutcome {
   bool ok = false;
   bool canceled = false;
   std::string error;
@@ -627,9 +574,9 @@ struct Outcome {
 // While waiting it polls `cancel_wanted` and, once it says yes, asks the server to cancel (again
 // every 200 ms): a cancel request that reaches the backend before the query does is ignored by
 // PostgreSQL, so one request is not enough.
-Outcome run_sql(PGconn* connection, const Part& part, const pg::Canceller& canceller,
-                const std::function<bool()>& cancel_wanted) {
-  Outcome outcome;
+PartOutcome run_sql(PGconn* connection, const Part& part, const pg::Canceller& canceller,
+                    const std::function<bool()>& cancel_wanted) {
+  PartOutcome outcome;
   const auto start = std::chrono::steady_clock::now();
   int sent = 0;
   if (part.param_values.empty()) {
@@ -1268,8 +1215,8 @@ class DataApi::Impl {
         part.status = Status::kStarted;
         part.updated_at = statement->updated_at = now_seconds();
       }
-      Outcome outcome = run_sql(connection.get(), part, *statement->canceller,
-                                [&statement] { return statement->cancel_requested.load(); });
+      PartOutcome outcome = run_sql(connection.get(), part, *statement->canceller,
+                                    [&statement] { return statement->cancel_requested.load(); });
       total_ns += outcome.duration_ns;
       std::lock_guard lock(mutex_);
       part.updated_at = now_seconds();

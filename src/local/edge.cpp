@@ -5,7 +5,6 @@
 #include <httplib.h>
 #include <re2/re2.h>
 #include <spdlog/spdlog.h>
-#include <strings.h>
 
 #include <chrono>
 #include <thread>
@@ -24,10 +23,6 @@ constexpr auto kProxyConnectTimeout = std::chrono::seconds(5);
 // Long polls (SQS, Step Functions activities) hold a request for up to a minute or so.
 constexpr auto kProxyTimeout = std::chrono::minutes(15);
 constexpr const char* kJson11 = "application/x-amz-json-1.1";
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
-}
 
 // Headers that describe one connection, not the message, plus the ones cpp-httplib adds to
 // requests for the handler's information; never forwarded in either direction.
@@ -395,7 +390,12 @@ class Edge::Impl {
         zip = &request["ZipFile"];
       }
       if (zip == nullptr || !zip->is_string()) return;
-      const std::string sha = code_->add_zip(base64_decode(zip->get<std::string>()));
+      const auto code = base64_decode(zip->get<std::string>());
+      if (!code) {
+        spdlog::warn("{} {}: ZipFile is not base64; the function cannot run", req.method, req.path);
+        return;
+      }
+      const std::string sha = code_->add_zip(*code);
       Json reply = parse_json(answer, "answer", error_names::kInternalError);
       if (reply.value("CodeSha256", sha) != sha) {
         spdlog::warn("function code kept with CodeSha256 {}, but moto reports {}", sha,

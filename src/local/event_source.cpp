@@ -14,6 +14,7 @@
 
 #include "rstasker/aws/json_client.hpp"
 #include "rstasker/common/error.hpp"
+#include "rstasker/common/json.hpp"
 
 namespace rstasker::local {
 namespace {
@@ -37,19 +38,14 @@ struct MappingConfig {
   bool operator==(const MappingConfig&) const = default;
 };
 
-std::string string_field(const Json& object, const char* name) {
-  auto it = object.find(name);
-  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
 // An enabled SQS mapping from a ListEventSourceMappings entry, or nullopt.
 std::optional<MappingConfig> sqs_mapping(const Json& entry) {
   MappingConfig config;
-  config.uuid = string_field(entry, "UUID");
-  config.function_arn = string_field(entry, "FunctionArn");
-  config.queue_arn = string_field(entry, "EventSourceArn");
+  config.uuid = string_member(entry, "UUID");
+  config.function_arn = string_member(entry, "FunctionArn");
+  config.queue_arn = string_member(entry, "EventSourceArn");
   if (config.uuid.empty() || config.function_arn.empty() ||
-      !config.queue_arn.starts_with("arn:aws:sqs:") || string_field(entry, "State") != "Enabled") {
+      !config.queue_arn.starts_with("arn:aws:sqs:") || string_member(entry, "State") != "Enabled") {
     return std::nullopt;
   }
   // arn:aws:sqs:<region>:<account>:<name>
@@ -216,7 +212,7 @@ class EventSourcePollers::Impl {
           if (auto config = sqs_mapping(entry)) wanted[config->uuid] = *config;
         }
       }
-      marker = string_field(page, "NextMarker");
+      marker = string_member(page, "NextMarker");
     } while (!marker.empty());
 
     std::vector<std::unique_ptr<Poller>> finished;
@@ -284,7 +280,7 @@ class EventSourcePollers::Impl {
               "GetQueueUrl",
               {{"QueueName", mapping.queue_name}, {"QueueOwnerAWSAccountId", mapping.account}},
               {Deadline::after(kListTimeout), {}});
-          poller.queue_url = string_field(answer, "QueueUrl");
+          poller.queue_url = string_member(answer, "QueueUrl");
         }
         poll_once(poller, mapping);
         warned = false;

@@ -6,14 +6,10 @@
 #include <optional>
 
 #include "rstasker/common/error.hpp"
+#include "rstasker/common/json.hpp"
 
 namespace rstasker::local {
 namespace {
-
-std::string string_field(const Json& object, const char* name) {
-  auto it = object.find(name);
-  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
 
 // A number, or a string holding one: moto keeps CloudFormation's string parameters as given
 // (a Timeout of "60" from `!Ref FunctionTimeout`), where Lambda would convert them.
@@ -39,20 +35,20 @@ FunctionConfig FunctionConfig::from_get_function(const Json& answer) {
           ? answer["Configuration"]
           : empty;
   FunctionConfig config;
-  config.name = string_field(configuration, "FunctionName");
-  config.arn = string_field(configuration, "FunctionArn");
+  config.name = string_member(configuration, "FunctionName");
+  config.arn = string_member(configuration, "FunctionArn");
   if (config.name.empty() || config.arn.empty()) {
     throw Error(error_names::kInternalError,
                 "GetFunction answered without FunctionName or FunctionArn: " +
                     dump_json(answer).substr(0, 500));
   }
-  if (auto version = string_field(configuration, "Version"); !version.empty()) {
+  if (auto version = string_member(configuration, "Version"); !version.empty()) {
     config.version = version;
   }
-  config.runtime = string_field(configuration, "Runtime");
-  config.handler = string_field(configuration, "Handler");
-  config.role = string_field(configuration, "Role");
-  if (auto type = string_field(configuration, "PackageType"); !type.empty()) {
+  config.runtime = string_member(configuration, "Runtime");
+  config.handler = string_member(configuration, "Handler");
+  config.role = string_member(configuration, "Role");
+  if (auto type = string_member(configuration, "PackageType"); !type.empty()) {
     config.package_type = type;
   }
   if (auto timeout = int_field(configuration, "Timeout")) {
@@ -67,10 +63,10 @@ FunctionConfig FunctionConfig::from_get_function(const Json& answer) {
       }
     }
   }
-  config.code_sha256 = string_field(configuration, "CodeSha256");
-  config.last_modified = string_field(configuration, "LastModified");
+  config.code_sha256 = string_member(configuration, "CodeSha256");
+  config.last_modified = string_member(configuration, "LastModified");
   if (auto code = answer.find("Code"); code != answer.end() && code->is_object()) {
-    config.code_location = string_field(*code, "Location");
+    config.code_location = string_member(*code, "Location");
   }
   if (auto concurrency = answer.find("Concurrency");
       concurrency != answer.end() && concurrency->is_object()) {

@@ -48,10 +48,6 @@ constexpr std::size_t kLogTailBytes = 4096;
 constexpr auto kSupervisorTick = std::chrono::milliseconds(50);
 constexpr auto kConfigTimeout = std::chrono::seconds(10);
 
-Error service_error(std::string message) {
-  return Error("ServiceException", std::move(message), 500);
-}
-
 std::string error_payload(std::string_view type, std::string_view message) {
   return dump_json(Json{{"errorType", std::string(type)}, {"errorMessage", std::string(message)}});
 }

@@ -6,6 +6,8 @@
 #include <cctype>
 #include <optional>
 
+#include "rstasker/common/text.hpp"
+
 namespace rstasker::local {
 namespace {
 
@@ -104,13 +106,6 @@ std::vector<Token> tokenize(std::string_view sql) {
     }
   }
   return tokens;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::toupper(static_cast<unsigned char>(x)) ==
-                  std::toupper(static_cast<unsigned char>(y));
-         });
 }
 
 // Indexed by the rewriter below; the order is the documented order.

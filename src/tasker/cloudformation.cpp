@@ -8,6 +8,7 @@
 
 #include "rstasker/aws/sigv4.hpp"
 #include "rstasker/common/error.hpp"
+#include "rstasker/common/json.hpp"
 #include "rstasker/common/log.hpp"
 #include "rstasker/common/text.hpp"
 #include "tasker/redshift_user.hpp"
@@ -39,21 +40,6 @@ constexpr std::size_t kMaxLoggedReasonChars = 300;
 // Request fields come from the caller: bounded before they reach a log line.
 std::string for_log(std::string_view text) {
   return truncate_utf8_chars(text, 100);
-}
-
-std::string string_field(const Json& object, std::string_view key) {
-  if (!object.is_object()) return {};
-  auto it = object.find(key);
-  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
-char ascii_lower(char c) {
-  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool is_blank(std::string_view text) {
-  return std::all_of(text.begin(), text.end(),
-                     [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; });
 }
 
 // Why `request` has no ResponseURL we can PUT to, or "" when it has one. Never quotes the URL.
@@ -103,13 +89,13 @@ struct Request {
 
 Request read_request(const Json& raw) {
   Request request(raw);
-  request.request_type = string_field(raw, "RequestType");
-  request.response_url = string_field(raw, "ResponseURL");
-  request.stack_id = string_field(raw, "StackId");
-  request.request_id = string_field(raw, "RequestId");
-  request.logical_id = string_field(raw, "LogicalResourceId");
-  request.resource_type = string_field(raw, "ResourceType");
-  request.physical_id = string_field(raw, "PhysicalResourceId");
+  request.request_type = string_member(raw, "RequestType");
+  request.response_url = string_member(raw, "ResponseURL");
+  request.stack_id = string_member(raw, "StackId");
+  request.request_id = string_member(raw, "RequestId");
+  request.logical_id = string_member(raw, "LogicalResourceId");
+  request.resource_type = string_member(raw, "ResourceType");
+  request.physical_id = string_member(raw, "PhysicalResourceId");
   // Stable for the request (a redelivery answers with the same id), unique per stack and request.
   const std::string suffix =
       aws::sha256_hex(request.stack_id + "\n" + request.logical_id + "\n" + request.request_id)
@@ -130,7 +116,7 @@ std::string common_problems(const Request& request) {
                           request.request_type == "Delete";
   if (!known_type) problems.push_back("RequestType must be Create, Update or Delete");
   for (const char* key : {"StackId", "RequestId", "LogicalResourceId", "ResourceType"}) {
-    if (string_field(raw, key).empty()) {
+    if (string_member(raw, key).empty()) {
       problems.push_back(std::string(key) + " must be a non-empty string");
     }
   }
@@ -171,9 +157,7 @@ const Json& properties_of(const Json& raw, std::string_view key) {
 // One SQL property of Custom::RedshiftSql: a string or a list of strings (one transaction).
 std::vector<std::string> sql_property(const Json& properties, const std::string& key) {
   for (const auto& [name, value] : properties.items()) {
-    if (name != key && name.size() == key.size() &&
-        std::equal(name.begin(), name.end(), key.begin(),
-                   [](char a, char b) { return ascii_lower(a) == ascii_lower(b); })) {
+    if (name != key && iequals(name, key)) {
       throw invalid_request("property '" + name + "' is not recognised; did you mean '" + key +
                             "'?");
     }
@@ -310,16 +294,16 @@ std::string cfn_response_body(const Json& request, bool success, const std::stri
   std::string full_reason = valid_utf8(reason);
   if (full_reason.empty() && !success) full_reason = "failed (no reason was given)";
   std::string physical = valid_utf8(physical_id);
-  if (physical.empty()) physical = valid_utf8(string_field(request, "LogicalResourceId"));
+  if (physical.empty()) physical = valid_utf8(string_member(request, "LogicalResourceId"));
   if (physical.empty()) physical = "redshift-tasker";
   physical = truncate_utf8_bytes(physical, kMaxPhysicalIdBytes, "");
 
   Json body = {{"Status", success ? "SUCCESS" : "FAILED"},
                {"Reason", full_reason},
                {"PhysicalResourceId", physical},
-               {"StackId", valid_utf8(string_field(request, "StackId"))},
-               {"RequestId", valid_utf8(string_field(request, "RequestId"))},
-               {"LogicalResourceId", valid_utf8(string_field(request, "LogicalResourceId"))},
+               {"StackId", valid_utf8(string_member(request, "StackId"))},
+               {"RequestId", valid_utf8(string_member(request, "RequestId"))},
+               {"LogicalResourceId", valid_utf8(string_member(request, "LogicalResourceId"))},
                {"NoEcho", false},
                {"Data", data.is_object() ? data : Json::object()}};
   std::string text = dump_json(body);
@@ -443,12 +427,12 @@ void CustomResources::respond_completion(const Json& waiter_request, const Outco
                                                  outcome.statement_name +
                                                  " has no usable ResponseURL");
   }
-  const std::string url = string_field(waiter_request, "ResponseURL");
+  const std::string url = string_member(waiter_request, "ResponseURL");
   log::ScopedSecret url_guard(url);
   const bool success = outcome.succeeded();
-  std::string physical_id = string_field(waiter_request, "PhysicalResourceId");
+  std::string physical_id = string_member(waiter_request, "PhysicalResourceId");
   if (!success) {
-    std::string failed = string_field(waiter_request, "FailedPhysicalResourceId");
+    std::string failed = string_member(waiter_request, "FailedPhysicalResourceId");
     if (!failed.empty()) physical_id = failed;
   }
 
@@ -458,7 +442,7 @@ void CustomResources::respond_completion(const Json& waiter_request, const Outco
   if (success) {
     reason = "SQL finished (statement " + statement + ")";
   } else {
-    reason = string_field(waiter_request, "RequestType") + " failed: Redshift statement " +
+    reason = string_member(waiter_request, "RequestType") + " failed: Redshift statement " +
              statement + " ended " + std::string(services::to_string(outcome.status));
     if (outcome.status == services::StatementStatus::kAborted) reason += " (cancelled)";
     reason +=
@@ -472,9 +456,10 @@ void CustomResources::respond_completion(const Json& waiter_request, const Outco
   responder_->send(url, cfn_response_body(waiter_request, success, reason, physical_id, data),
                    context);
   spdlog::info("answered CloudFormation {} {} of {} (request {}) for statement {}",
-               success ? "SUCCESS" : "FAILED", for_log(string_field(waiter_request, "RequestType")),
-               for_log(string_field(waiter_request, "LogicalResourceId")),
-               for_log(string_field(waiter_request, "RequestId")), statement);
+               success ? "SUCCESS" : "FAILED",
+               for_log(string_member(waiter_request, "RequestType")),
+               for_log(string_member(waiter_request, "LogicalResourceId")),
+               for_log(string_member(waiter_request, "RequestId")), statement);
 }
 
 }  // namespace rstasker::tasker

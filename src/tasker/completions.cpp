@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "rstasker/common/error.hpp"
+#include "rstasker/common/json.hpp"
 #include "rstasker/common/text.hpp"
 
 namespace rstasker::tasker {
@@ -24,11 +25,6 @@ struct Item {
   std::optional<StatementKey> key;
   Disposition result = Disposition::kRetry;
 };
-
-std::string string_field(const Json& object, std::string_view name) {
-  auto it = object.find(name);
-  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
 
 }  // namespace
 
@@ -56,16 +52,16 @@ Completions::Completions(std::shared_ptr<StateTable> state,
 
 std::optional<Outcome> Completions::parse_completion_event(std::string_view body) {
   Json event = Json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
-  if (!event.is_object() || string_field(event, "source") != kSource ||
-      string_field(event, "detail-type") != kDetailType) {
+  if (!event.is_object() || string_member(event, "source") != kSource ||
+      string_member(event, "detail-type") != kDetailType) {
     return std::nullopt;
   }
   auto detail = event.find("detail");
   if (detail == event.end() || !detail->is_object()) return std::nullopt;
   Outcome outcome;
-  outcome.statement_name = string_field(*detail, "statementName");
-  outcome.statement_id = string_field(*detail, "statementId");
-  outcome.status = services::parse_statement_status(string_field(*detail, "state"));
+  outcome.statement_name = string_member(*detail, "statementName");
+  outcome.statement_id = string_member(*detail, "statementId");
+  outcome.status = services::parse_statement_status(string_member(*detail, "state"));
   if (outcome.statement_name.empty() || !services::is_terminal(outcome.status)) {
     return std::nullopt;
   }
@@ -165,8 +161,8 @@ Json Completions::handle_batch(const Json& sqs_event, const aws::CallContext& co
   std::map<std::string, std::vector<std::size_t>> by_statement;
   for (std::size_t i = 0; i < records.size(); ++i) {
     Item& item = items[i];
-    item.message_id = string_field(records[i], "messageId");
-    item.outcome = parse_completion_event(string_field(records[i], "body"));
+    item.message_id = string_member(records[i], "messageId");
+    item.outcome = parse_completion_event(string_member(records[i], "body"));
     if (!item.outcome) {
       spdlog::info("SQS message {} is not a Redshift Data API completion event: acknowledged",
                    item.message_id);

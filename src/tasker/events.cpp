@@ -7,6 +7,7 @@
 #include <set>
 
 #include "rstasker/common/error.hpp"
+#include "rstasker/common/text.hpp"
 
 namespace rstasker::tasker {
 
@@ -41,22 +42,6 @@ constexpr std::array<std::string_view, 9> kExecuteFields = {
     "sqlStatement",  "sqlStatements", "parameters", "taskToken", "clusterIdentifier",
     "workgroupName", "database",      "dbUser",     "secretArn"};
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
-std::size_t count_chars(std::string_view s) {
-  return static_cast<std::size_t>(
-      std::count_if(s.begin(), s.end(), [](char c) { return (c & 0xC0) != 0x80; }));
-}
-
-bool is_blank(std::string_view s) {
-  return std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isspace(c); });
-}
-
 // The fields an action accepts (besides "action" and "executionArn").
 std::set<std::string_view> fields_of(ActionKind kind) {
   switch (kind) {
@@ -77,9 +62,9 @@ std::set<std::string_view> fields_of(ActionKind kind) {
 }
 
 // Reads typed fields of one event, naming the field in every complaint.
-class Fields {
+class EventFields {
  public:
-  explicit Fields(const Json& event) : event_(event) {}
+  explicit EventFields(const Json& event) : event_(event) {}
 
   const Json* find(std::string_view name) const {
     auto it = event_.find(name);
@@ -126,7 +111,7 @@ ActionKind parse_kind(const Json& event) {
   }
   std::string known;
   for (const auto& action : kActions) {
-    if (lower(action.name) == lower(name)) {
+    if (iequals(action.name, name)) {
       throw invalid_request("unknown action '" + name + "'; did you mean '" +
                             std::string(action.name) + "'? (actions are case-sensitive)");
     }
@@ -142,7 +127,7 @@ void check_fields_known(const Json& event, ActionKind kind) {
   for (const auto& [key, value] : event.items()) {
     if (allowed.contains(key)) continue;
     for (std::string_view candidate : allowed) {
-      if (lower(candidate) == lower(key)) {
+      if (iequals(candidate, key)) {
         throw invalid_request("unknown field '" + key + "'; did you mean '" +
                               std::string(candidate) + "'? (field names are case-sensitive)");
       }
@@ -159,16 +144,7 @@ void check_fields_known(const Json& event, ActionKind kind) {
   }
 }
 
-void check_sql(const std::string& sql, const std::string& what) {
-  if (sql.empty() || is_blank(sql)) throw invalid_request(what + " is empty");
-  if (count_chars(sql) > kMaxSqlLength) {
-    throw invalid_request(what + " is " + std::to_string(count_chars(sql)) +
-                          " characters long; the Data API accepts at most " +
-                          std::to_string(kMaxSqlLength));
-  }
-}
-
-void parse_sql(const Fields& fields, ActionRequest& request) {
+void parse_sql(const EventFields& fields, ActionRequest& request) {
   const Json* one = fields.find("sqlStatement");
   const Json* many = fields.find("sqlStatements");
   if (one != nullptr && many != nullptr) {
@@ -205,57 +181,75 @@ void parse_sql(const Fields& fields, ActionRequest& request) {
   request.batch = true;
 }
 
-std::string parameter_value(const Json& value, const std::string& what) {
-  if (value.is_string()) return value.get<std::string>();
-  if (value.is_number() || value.is_boolean()) return value.dump();
-  throw invalid_request(what + " must be a string, number or boolean, not " +
-                        std::string(json_type_name(value)));
-}
-
-void parse_parameters(const Fields& fields, ActionRequest& request) {
+void parse_parameters(const EventFields& fields, ActionRequest& request) {
   const Json* parameters = fields.find("parameters");
   if (parameters == nullptr) return;
   if (request.batch) {
     throw invalid_request(
         "'parameters' cannot be used with 'sqlStatements' (BatchExecuteStatement takes none)");
   }
-  if (!parameters->is_array()) {
-    throw invalid_request(
-        "field 'parameters' must be a list of {\"name\", \"value\"} objects, "
-        "not " +
-        std::string(json_type_name(*parameters)));
+  request.parameters = parse_sql_parameters(*parameters, "field 'parameters'");
+}
+
+}  // namespace
+
+void check_sql(const std::string& sql, const std::string& what) {
+  if (is_blank(sql)) throw invalid_request(what + " is empty");
+  if (const std::size_t chars = utf8_length(sql); chars > kMaxSqlLength) {
+    throw invalid_request(what + " is " + std::to_string(chars) +
+                          " characters long; the Data API accepts at most " +
+                          std::to_string(kMaxSqlLength));
   }
-  if (parameters->size() > kMaxParameters) {
-    throw invalid_request("field 'parameters' holds more than " + std::to_string(kMaxParameters) +
+}
+
+std::vector<services::SqlParameter> parse_sql_parameters(const Json& parameters,
+                                                         const std::string& what) {
+  if (!parameters.is_array()) {
+    throw invalid_request(what + " must be a list of {\"name\", \"value\"} objects, not " +
+                          std::string(json_type_name(parameters)));
+  }
+  if (parameters.size() > kMaxParameters) {
+    throw invalid_request(what + " holds more than " + std::to_string(kMaxParameters) +
                           " parameters");
   }
+  std::vector<services::SqlParameter> out;
   std::set<std::string> seen;
-  for (std::size_t i = 0; i < parameters->size(); ++i) {
-    const Json& p = (*parameters)[i];
-    std::string what = "parameters[" + std::to_string(i) + "]";
-    if (!p.is_object()) throw invalid_request(what + " must be an object with name and value");
+  for (std::size_t i = 0; i < parameters.size(); ++i) {
+    const Json& p = parameters[i];
+    const std::string where = what + " item " + std::to_string(i);
+    if (!p.is_object()) throw invalid_request(where + " must be an object with name and value");
     for (const auto& [key, v] : p.items()) {
       if (key != "name" && key != "value") {
-        throw invalid_request(what + " has an unknown field '" + key + "'");
+        throw invalid_request(where + " has an unknown field '" + key + "'");
       }
     }
     auto name = p.find("name");
     if (name == p.end() || !name->is_string() || name->get_ref<const std::string&>().empty()) {
-      throw invalid_request(what + ".name must be a non-empty string");
+      throw invalid_request(where + ": 'name' must be a non-empty string");
     }
     const auto& n = name->get_ref<const std::string&>();
     bool identifier = std::all_of(n.begin(), n.end(),
                                   [](unsigned char c) { return std::isalnum(c) || c == '_'; }) &&
                       !std::isdigit(static_cast<unsigned char>(n.front()));
     if (!identifier) {
-      throw invalid_request(what + ".name '" + n +
+      throw invalid_request(where + ": name '" + n +
                             "' must be letters, digits and underscores, not starting with a digit");
     }
-    if (!seen.insert(n).second) throw invalid_request("parameter '" + n + "' is given twice");
+    if (!seen.insert(n).second) {
+      throw invalid_request(what + ": parameter '" + n + "' is given twice");
+    }
     auto value = p.find("value");
-    if (value == p.end()) throw invalid_request(what + " has no value");
-    request.parameters.push_back({n, parameter_value(*value, what + ".value")});
+    if (value == p.end()) throw invalid_request(where + " has no value");
+    if (value->is_string()) {
+      out.push_back({n, value->get<std::string>()});
+    } else if (value->is_number() || value->is_boolean()) {
+      out.push_back({n, value->dump()});  // the Data API takes every value as text
+    } else {
+      throw invalid_request(where + ": 'value' must be a string, number or boolean, not " +
+                            std::string(json_type_name(*value)));
+    }
   }
+  return out;
 }
 
 void check_execution_arn(const std::string& arn) {
@@ -282,8 +276,6 @@ void check_execution_arn(const std::string& arn) {
                           std::to_string(kMaxExecutionArnLength) + " characters");
   }
 }
-
-}  // namespace
 
 EventShape classify_event(const Json& event) {
   if (!event.is_object()) {
@@ -355,7 +347,7 @@ ActionRequest parse_action(const Json& event) {
   request.kind = parse_kind(event);
   if (request.kind == ActionKind::kQueryRunnerStep) return request;
   check_fields_known(event, request.kind);
-  Fields fields(event);
+  EventFields fields(event);
 
   if (auto arn = fields.non_empty_string("executionArn")) {
     check_execution_arn(*arn);

@@ -23,7 +23,7 @@ namespace rstasker::tasker {
 
 namespace {
 
-using Fields = std::span<const std::string_view>;
+using FieldNames = std::span<const std::string_view>;
 
 // The error an execution fails with when a query fails for good.
 constexpr std::string_view kQueryFailed = "QueryFailed";
@@ -41,12 +41,9 @@ constexpr double kMaxMultiplier = 100;
 constexpr int kMaxRetriesLimit = 100;
 constexpr std::size_t kMaxPatternLength = 1000;
 constexpr std::size_t kMaxQueries = 1000;
-constexpr std::size_t kMaxParameters = 100;
 // Polling waits never drop below this, so a zero BaseWaitTime cannot spin an execution into the
 // 25,000-event history limit of a standard state machine.
 constexpr double kMinPollWait = 1;
-// Statement names are "<executionArn>:<invocationId>" (17 characters); the Data API allows 500.
-constexpr std::size_t kMaxExecutionArnLength = 500 - 1 - 17;
 // How much of an error text the runner state and the failure message keep.
 constexpr std::size_t kStateErrorChars = 1000;
 constexpr std::size_t kMessageErrorChars = 4000;
@@ -60,11 +57,11 @@ constexpr std::string_view kQueryFields[] = {"ExecuteStatementParameters",
                                              "MaxWait",
                                              "MaxRetries",
                                              "RetryErrorMatch"};
-constexpr std::string_view kExecuteFields[] = {"Sql", "Parameters", "ClusterIdentifier",
-                                               "WorkgroupName", "Database", "DbUser", "SecretArn",
-                                               // Set by the runner itself; accepted (and not used)
-                                               // so seed inputs keep working.
-                                               "StatementName", "WithEvent", "ClientToken"};
+constexpr std::string_view kExecuteStatementFields[] = {
+    "Sql", "Parameters", "ClusterIdentifier", "WorkgroupName", "Database", "DbUser", "SecretArn",
+    // Set by the runner itself; accepted (and not used)
+    // so seed inputs keep working.
+    "StatementName", "WithEvent", "ClientToken"};
 constexpr std::string_view kDefaultsFields[] = {
     "ClusterIdentifier", "WorkgroupName",   "Database",       "DbUser",
     "SecretArn",         "InitialWaitTime", "BaseWaitTime",   "WaitMultiplier",
@@ -110,22 +107,6 @@ struct Defaults {
   Tuning tuning;
 };
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
-bool is_blank(std::string_view s) {
-  return std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isspace(c); });
-}
-
-std::size_t count_chars(std::string_view s) {
-  return static_cast<std::size_t>(
-      std::count_if(s.begin(), s.end(), [](char c) { return (c & 0xC0) != 0x80; }));
-}
-
 std::string type_of(const Json& value) {
   return std::string(json_type_name(value));
 }
@@ -135,12 +116,12 @@ std::string field_name(const std::string& what, std::string_view key) {
 }
 
 // Refuses fields outside `allowed`, pointing out a case mismatch when that is the likely mistake.
-void check_known_fields(const Json& object, const std::string& what, Fields allowed) {
+void check_known_fields(const Json& object, const std::string& what, FieldNames allowed) {
   for (const auto& [key, value] : object.items()) {
     if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) continue;
     std::string known;
     for (std::string_view candidate : allowed) {
-      if (lower(candidate) == lower(key)) {
+      if (iequals(candidate, key)) {
         throw invalid_request(what + " has an unknown field '" + key + "'; did you mean '" +
                               std::string(candidate) + "'? (field names are case-sensitive)");
       }
@@ -179,7 +160,7 @@ int whole_field(const Json& object, std::string_view key, int fallback, int min,
 // Compiles `pattern` for matching error texts. RE2 matches in time linear in the text whatever
 // the pattern, so no pattern can stall the function on a long error message.
 std::unique_ptr<RE2> compile_pattern(const std::string& pattern, const std::string& what) {
-  if (count_chars(pattern) > kMaxPatternLength) {
+  if (utf8_length(pattern) > kMaxPatternLength) {
     throw invalid_request(what + ".RetryErrorMatch is longer than " +
                           std::to_string(kMaxPatternLength) + " characters");
   }
@@ -218,60 +199,6 @@ Tuning parse_tuning(const Json& object, const Tuning& fallback, const std::strin
   }
   if (!t.retry_error_match.empty()) compile_pattern(t.retry_error_match, what);
   return t;
-}
-
-std::string parameter_value(const Json& value, const std::string& what) {
-  if (value.is_string()) return value.get<std::string>();
-  if (value.is_number() || value.is_boolean()) return value.dump();
-  throw invalid_request(what + " must be a string, number or boolean, not " + type_of(value));
-}
-
-std::vector<services::SqlParameter> parse_parameters(const Json& parameters,
-                                                     const std::string& what) {
-  if (!parameters.is_array()) {
-    throw invalid_request(what + " must be a list of {\"name\", \"value\"} objects, not " +
-                          type_of(parameters));
-  }
-  if (parameters.size() > kMaxParameters) {
-    throw invalid_request(what + " holds more than " + std::to_string(kMaxParameters) +
-                          " parameters");
-  }
-  std::vector<services::SqlParameter> out;
-  std::set<std::string> seen;
-  for (std::size_t i = 0; i < parameters.size(); ++i) {
-    const Json& p = parameters[i];
-    const std::string where = what + "[" + std::to_string(i) + "]";
-    if (!p.is_object()) throw invalid_request(where + " must be an object with name and value");
-    static constexpr std::string_view kParameterFields[] = {"name", "value"};
-    check_known_fields(p, where, kParameterFields);
-    auto name = p.find("name");
-    if (name == p.end() || !name->is_string() || name->get_ref<const std::string&>().empty()) {
-      throw invalid_request(where + ".name must be a non-empty string");
-    }
-    const auto& n = name->get_ref<const std::string&>();
-    bool identifier = std::all_of(n.begin(), n.end(),
-                                  [](unsigned char c) { return std::isalnum(c) || c == '_'; }) &&
-                      !std::isdigit(static_cast<unsigned char>(n.front()));
-    if (!identifier) {
-      throw invalid_request(where + ".name '" + n +
-                            "' must be letters, digits and underscores, not starting with a digit");
-    }
-    if (!seen.insert(n).second) throw invalid_request(what + " names '" + n + "' twice");
-    auto value = p.find("value");
-    if (value == p.end()) throw invalid_request(where + " has no value");
-    out.push_back({n, parameter_value(*value, where + ".value")});
-  }
-  return out;
-}
-
-void check_sql(const std::string& sql, const std::string& what) {
-  if (sql.empty() || is_blank(sql)) throw invalid_request(what + " is empty");
-  std::size_t chars = count_chars(sql);
-  if (chars > services::kMaxSqlLength) {
-    throw invalid_request(what + " is " + std::to_string(chars) +
-                          " characters long; the Data API accepts at most " +
-                          std::to_string(services::kMaxSqlLength));
-  }
 }
 
 // Target fields of `object` (ExecuteStatement names) as an override. Empty strings are refused,
@@ -346,7 +273,7 @@ Query parse_query(const Json& item, std::size_t index, const Defaults& defaults)
     q.sql = execute->get<std::string>();
     check_sql(q.sql, execute_what);
   } else if (execute->is_object()) {
-    check_known_fields(*execute, execute_what, kExecuteFields);
+    check_known_fields(*execute, execute_what, kExecuteStatementFields);
     auto sql = execute->find("Sql");
     if (sql == execute->end() || !sql->is_string()) {
       throw invalid_request(execute_what + ".Sql must be a string (the SQL to run)" +
@@ -355,7 +282,7 @@ Query parse_query(const Json& item, std::size_t index, const Defaults& defaults)
     q.sql = sql->get<std::string>();
     check_sql(q.sql, execute_what + ".Sql");
     if (auto p = execute->find("Parameters"); p != execute->end() && !p->is_null()) {
-      q.parameters = parse_parameters(*p, execute_what + ".Parameters");
+      q.parameters = parse_sql_parameters(*p, execute_what + ".Parameters");
     }
     target = parse_target(*execute, execute_what, false);
   } else {
@@ -406,7 +333,7 @@ Json query_to_json(const Query& q) {
           {"RetryErrorMatch", q.tuning.retry_error_match}};
 }
 
-std::string string_member(const Json& object, std::string_view key, const std::string& what) {
+std::string optional_string(const Json& object, std::string_view key, const std::string& what) {
   auto it = object.find(key);
   if (it == object.end() || it->is_null()) return {};
   if (!it->is_string()) {
@@ -449,14 +376,14 @@ RunnerState parse_runner_state(const Json& state, const Defaults& defaults) {
   }
   const Tuning& t = out.queries[c.index].tuning;
   c.attempt = whole_field(*current, "attempt", 0, 0, kMaxRetriesLimit + 1, cwhat);
-  c.statement_id = string_member(*current, "statementId", cwhat);
+  c.statement_id = optional_string(*current, "statementId", cwhat);
   if (!c.statement_id.empty() && c.attempt == 0) {
     throw invalid_request(cwhat + " has a statementId but no attempt");
   }
   c.poll_wait = number_field(*current, "pollWait", t.base_wait, 0, kMaxWaitSeconds, cwhat);
   c.retry_wait = number_field(*current, "retryWait", t.base_wait, 0, kMaxWaitSeconds, cwhat);
-  c.status = string_member(*current, "status", cwhat);
-  c.last_error = string_member(*current, "lastError", cwhat);
+  c.status = optional_string(*current, "status", cwhat);
+  c.last_error = optional_string(*current, "lastError", cwhat);
   return out;
 }
 
@@ -498,21 +425,6 @@ bool error_matches(const std::string& pattern, const std::string& error) {
   // Compiled per decision: a retry happens at most MaxRetries times per query.
   auto re = compile_pattern(pattern, "the query");
   return RE2::PartialMatch(error, *re);
-}
-
-void check_execution_arn(const std::string& arn) {
-  bool looks_right =
-      arn.starts_with("arn:") && arn.find(":states:") != std::string::npos &&
-      (arn.find(":execution:") != std::string::npos || arn.find(":express:") != std::string::npos);
-  if (!looks_right) {
-    throw invalid_request(
-        "field 'executionArn' is not a Step Functions execution ARN; in the "
-        "state machine pass \"executionArn.$\": \"$$.Execution.Id\"");
-  }
-  if (arn.size() > kMaxExecutionArnLength) {
-    throw invalid_request("field 'executionArn' is longer than " +
-                          std::to_string(kMaxExecutionArnLength) + " characters");
-  }
 }
 
 // One step's work on a parsed state. Kept apart from QueryRunner so the header stays small.
@@ -667,7 +579,7 @@ Json QueryRunner::step(const Json& event, const aws::CallContext& context) {
     throw invalid_request("a queryRunnerStep event must be a JSON object, not " + type_of(event));
   }
   check_known_fields(event, "the queryRunnerStep event", kStepFields);
-  const std::string arn = string_member(event, "executionArn", "");
+  const std::string arn = optional_string(event, "executionArn", "");
   if (arn.empty()) {
     throw invalid_request(
         "a queryRunnerStep event needs 'executionArn' (in the state machine: "

@@ -15,11 +15,11 @@
 #include <thread>
 #include <vector>
 
-#include "local/code_store.hpp"
 #include "rstasker/aws/http.hpp"
 #include "rstasker/aws/sigv4.hpp"
 #include "rstasker/common/deadline.hpp"
 #include "rstasker/common/json.hpp"
+#include "rstasker/common/text.hpp"
 #include "support/moto_server.hpp"
 #include "support/paths.hpp"
 #include "support/process.hpp"
@@ -189,7 +189,7 @@ class TaskerLocalLambdaTest : public ::testing::Test {
                    {"Role", kRole},
                    {"Timeout", timeout_seconds},
                    {"MemorySize", 256},
-                   {"Code", {{"ZipFile", local::base64_encode(zip)}}},
+                   {"Code", {{"ZipFile", rstasker::base64_encode(zip)}}},
                    {"Environment", {{"Variables", variables}}}};
     aws::HttpResponse created = send(edge_, "POST", "/2015-03-31/functions", create.dump());
     ASSERT_EQ(created.status, 201) << created.body;

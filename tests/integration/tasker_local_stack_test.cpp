@@ -14,11 +14,11 @@
 #include <string>
 #include <thread>
 
-#include "local/code_store.hpp"
 #include "rstasker/aws/http.hpp"
 #include "rstasker/aws/json_client.hpp"
 #include "rstasker/aws/sigv4.hpp"
 #include "rstasker/common/error.hpp"
+#include "rstasker/common/text.hpp"
 #include "support/moto_server.hpp"
 #include "support/paths.hpp"
 #include "support/postgres_server.hpp"
@@ -182,7 +182,7 @@ class TaskerLocalStackTest : public ::testing::Test {
                    {"Handler", "bootstrap"},
                    {"Role", std::string("arn:aws:iam::") + kAccount + ":role/" + kRoleName},
                    {"Timeout", 30},
-                   {"Code", {{"ZipFile", local::base64_encode(read_file(zip))}}},
+                   {"Code", {{"ZipFile", rstasker::base64_encode(read_file(zip))}}},
                    {"Environment",
                     {{"Variables",
                       {{"DDB_TABLE_NAME", "no-such-table"},

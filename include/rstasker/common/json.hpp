@@ -20,6 +20,10 @@ Json parse_json(std::string_view text, std::string_view what, std::string_view e
 // Compact serialisation; invalid UTF-8 in strings is replaced by U+FFFD rather than throwing.
 std::string dump_json(const Json& value);
 
+// The string member `name` of `object`, or "" when `object` is not an object or the member is
+// absent or not a string. For documents whose shape was not checked (events of other services).
+std::string string_member(const Json& object, std::string_view name);
+
 // The JSON type name of `value` as a user would say it ("string", "number", "object", ...).
 std::string_view json_type_name(const Json& value);
 

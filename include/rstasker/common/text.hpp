@@ -1,11 +1,25 @@
-// Small text utilities that several layers need: UTF-8-safe truncation, identifiers.
+// Small text utilities that several layers need: ASCII case folding, UTF-8 length and
+// truncation, base64, identifiers.
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 
 namespace rstasker {
+
+// ASCII case-insensitive equality (HTTP header names, SQL keywords, AWS names).
+bool iequals(std::string_view a, std::string_view b);
+
+// `text` with its ASCII letters lowered; other bytes unchanged.
+std::string ascii_lower(std::string_view text);
+
+// Whether `text` is empty or holds only whitespace.
+bool is_blank(std::string_view text);
+
+// The number of code points in UTF-8 `text` (continuation bytes are not counted).
+std::size_t utf8_length(std::string_view text);
 
 // At most `max_chars` code points of `text`, never splitting a multi-byte sequence; when text is
 // cut, the result ends with `marker` (counted within the limit).
@@ -17,6 +31,11 @@ std::string truncate_utf8_bytes(std::string_view text, std::size_t max_bytes,
 
 // Whether `text` is well-formed UTF-8.
 bool is_valid_utf8(std::string_view text);
+
+// Standard base64 (RFC 4648 alphabet, with padding).
+std::string base64_encode(std::string_view bytes);
+// The bytes `text` encodes, or nullopt when it is not padded standard base64.
+std::optional<std::string> base64_decode(std::string_view text);
 
 // A random version-4 UUID in canonical form.
 std::string random_uuid();

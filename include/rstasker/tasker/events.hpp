@@ -62,6 +62,20 @@ struct ActionRequest {
   std::optional<std::int64_t> older_than_seconds;  // reconcile; absent: the configured threshold
 };
 
+// Checks SQL text as the Data API would: not empty or blank, at most kMaxSqlLength characters.
+// Throws InvalidRequest naming `what`.
+void check_sql(const std::string& sql, const std::string& what);
+
+// Parses Data API named parameters, `[{"name": ..., "value": ...}]`: names are identifiers and
+// unique, values strings, numbers or booleans (sent as their text). Throws InvalidRequest naming
+// `what` (the field's path) and the element at fault.
+std::vector<services::SqlParameter> parse_sql_parameters(const Json& parameters,
+                                                         const std::string& what);
+
+// Checks that `arn` is a Step Functions execution ARN short enough to be part of a statement
+// name. Throws InvalidRequest.
+void check_execution_arn(const std::string& arn);
+
 // Parses and checks an action event. Throws InvalidRequest naming the field and the problem:
 // unknown or mis-cased actions and fields, wrong JSON types, missing or conflicting fields,
 // LATEST or taskToken without executionArn, and anything the Data API would refuse anyway

@@ -1,4 +1,4 @@
-// Bounded JSON parsing and text helpers.
+// Bounded JSON parsing and the text helpers (case folding, UTF-8, base64, UUIDs).
 #include "rstasker/common/json.hpp"
 
 #include <gtest/gtest.h>
@@ -78,6 +78,55 @@ TEST(Utf8, ValidatesSequences) {
   EXPECT_FALSE(is_valid_utf8("\xED\xA0\x80"));  // surrogate
   EXPECT_FALSE(is_valid_utf8("\xE1\x88"));      // truncated
   EXPECT_FALSE(is_valid_utf8("\xFF"));
+}
+
+TEST(StringMember, IsTheStringOrEmpty) {
+  const Json event = Json::parse(R"({"source": "aws.redshift-data", "rows": 3, "none": null})");
+  EXPECT_EQ(string_member(event, "source"), "aws.redshift-data");
+  EXPECT_EQ(string_member(event, "rows"), "") << "a number is not a string";
+  EXPECT_EQ(string_member(event, "none"), "");
+  EXPECT_EQ(string_member(event, "absent"), "");
+  EXPECT_EQ(string_member(Json::array({"source"}), "source"), "") << "not an object";
+}
+
+TEST(Ascii, FoldsCaseOfAsciiLettersOnly) {
+  EXPECT_TRUE(iequals("Content-Type", "content-type"));
+  EXPECT_TRUE(iequals("", ""));
+  EXPECT_FALSE(iequals("Content-Type", "content-typ"));
+  EXPECT_FALSE(iequals("Ä", "ä")) << "bytes beyond ASCII compare exactly";
+  EXPECT_EQ(ascii_lower("ExecuteStatement Ä-1"), "executestatement Ä-1");
+}
+
+TEST(Text, BlankAndLength) {
+  EXPECT_TRUE(is_blank(""));
+  EXPECT_TRUE(is_blank(" \t\r\n\f\v"));
+  EXPECT_FALSE(is_blank("  ;  "));
+  EXPECT_EQ(utf8_length(""), 0u);
+  EXPECT_EQ(utf8_length("select 1"), 8u);
+  EXPECT_EQ(utf8_length("äö😀"), 3u);
+}
+
+TEST(Base64, RoundTripsEveryPaddingLength) {
+  EXPECT_EQ(base64_encode(""), "");
+  EXPECT_EQ(base64_encode("f"), "Zg==");
+  EXPECT_EQ(base64_encode("fo"), "Zm8=");
+  EXPECT_EQ(base64_encode("foo"), "Zm9v");
+  EXPECT_EQ(base64_encode("foobar"), "Zm9vYmFy");
+  std::string bytes;
+  for (int i = 0; i < 256; ++i) bytes.push_back(static_cast<char>(i));
+  for (std::size_t n = 0; n <= bytes.size(); n += 37) {
+    const std::string part = bytes.substr(0, n);
+    EXPECT_EQ(base64_decode(base64_encode(part)), part) << n << " bytes";
+  }
+}
+
+TEST(Base64, RefusesWhatIsNotPaddedBase64) {
+  EXPECT_EQ(base64_decode("Zm9"), std::nullopt) << "length not a multiple of 4";
+  EXPECT_EQ(base64_decode("Zm9*"), std::nullopt) << "not in the alphabet";
+  EXPECT_EQ(base64_decode("Z=9v"), std::nullopt) << "padding in the middle";
+  EXPECT_EQ(base64_decode("Zg=A"), std::nullopt) << "data after padding";
+  EXPECT_EQ(base64_decode("Zm 9"), std::nullopt) << "whitespace is not base64";
+  EXPECT_EQ(base64_decode("Zg=="), "f");
 }
 
 TEST(Uuid, IsVersion4AndUnique) {

@@ -33,7 +33,7 @@ const std::string kUrl =
     "arn%3Aaws%3Acloudformation/x?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=s3cr3t5ig";
 const std::string kStack =
     "arn:aws:cloudformation:eu-west-1:012345678910:stack/app/327607c0-c9e2-11eb-becd-0a67c69ba16d";
-const std::string kMd5 = "md5153c434b4b77c89e6b94f12c5393af5b";
+const std::string kLoaderMd5 = "md5153c434b4b77c89e6b94f12c5393af5b";
 
 // Records every body instead of sending it; can be told to fail.
 class RecordingResponder : public services::CfnResponder {
@@ -457,13 +457,13 @@ TEST_F(CfnTest, UserCreateStartsOneStatementAndAnswersWithTheUsername) {
   Json create = request("Create", "Custom::RedshiftUser",
                         {{"ServiceToken", "arn:aws:lambda:eu-west-1:012345678910:function:f"},
                          {"username", "etl_loader"},
-                         {"password", kMd5},
+                         {"password", kLoaderMd5},
                          {"groups", {"loaders"}},
                          {"connection_limit", "3"}});
   Json out = resources.handle(create, context);
   EXPECT_EQ(out["Status"], "STARTED");
   EXPECT_THAT(out.dump(), Not(HasSubstr(kUrl)));
-  EXPECT_THAT(executed_sqls(), ElementsAre("CREATE USER \"etl_loader\" PASSWORD '" + kMd5 +
+  EXPECT_THAT(executed_sqls(), ElementsAre("CREATE USER \"etl_loader\" PASSWORD '" + kLoaderMd5 +
                                            "' IN GROUP \"loaders\" CONNECTION LIMIT 3"));
   Json waiter = newest_record().waiter.cloudformation;
   EXPECT_EQ(waiter["ResponseURL"], kUrl);
@@ -527,9 +527,9 @@ TEST_F(CfnTest, RollingBackARefusedUserUpdateSucceedsAtOnce) {
 }
 
 TEST_F(CfnTest, UserRenameKeepingTheMd5HashFailsAtOnce) {
-  Json update =
-      request("Update", "Custom::RedshiftUser", {{"username", "etl_writer"}, {"password", kMd5}});
-  update["OldResourceProperties"] = {{"username", "etl_loader"}, {"password", kMd5}};
+  Json update = request("Update", "Custom::RedshiftUser",
+                        {{"username", "etl_writer"}, {"password", kLoaderMd5}});
+  update["OldResourceProperties"] = {{"username", "etl_loader"}, {"password", kLoaderMd5}};
   EXPECT_EQ(resources.handle(update, context)["Status"], "FAILED");
   EXPECT_EQ(last_response()["PhysicalResourceId"], "Thing:0123456789abcdef");
   EXPECT_THAT(last_response()["Reason"].get<std::string>(), HasSubstr("salted with the user name"));

@@ -15,7 +15,7 @@ using rstasker::testing::FakeRedshiftData;
 using rstasker::testing::FakeStepFunctions;
 using rstasker::testing::MemoryStateTable;
 
-const char* kArn = "arn:aws:states:eu-west-1:012345678910:execution:Machine:run-1";
+const char* kExecutionArn = "arn:aws:states:eu-west-1:012345678910:execution:Machine:run-1";
 
 struct TaskerTest : ::testing::Test {
   std::shared_ptr<FakeRedshiftData> redshift = std::make_shared<FakeRedshiftData>();
@@ -47,9 +47,10 @@ struct TaskerTest : ::testing::Test {
 };
 
 TEST_F(TaskerTest, CallbackExecuteRecordsTheWaiterAndStartsWithAnEvent) {
-  Json out = tasker.handle(
-      {{"sqlStatement", "call sp(1)"}, {"executionArn", kArn}, {"taskToken", "TOKEN-1234"}},
-      context);
+  Json out = tasker.handle({{"sqlStatement", "call sp(1)"},
+                            {"executionArn", kExecutionArn},
+                            {"taskToken", "TOKEN-1234"}},
+                           context);
   ASSERT_EQ(redshift->executed().size(), 1u);
   const services::ExecuteRequest sent = redshift->executed()[0];
   EXPECT_TRUE(sent.with_event);
@@ -62,7 +63,7 @@ TEST_F(TaskerTest, CallbackExecuteRecordsTheWaiterAndStartsWithAnEvent) {
   auto records = state->records();
   ASSERT_EQ(records.size(), 1u);
   const StatementRecord& r = records[0];
-  EXPECT_EQ(r.key.id, kArn);
+  EXPECT_EQ(r.key.id, kExecutionArn);
   EXPECT_EQ(sent.statement_name, r.key.statement_name());
   EXPECT_EQ(out["StatementName"], r.key.statement_name());
   EXPECT_EQ(r.statement_id, out["Id"]);
@@ -85,7 +86,7 @@ TEST_F(TaskerTest, FireAndForgetWithoutExecutionWritesNoStateAndRequestsNoEvent)
 }
 
 TEST_F(TaskerTest, ExecutionWithoutTokenIsRememberedForLatestButNotWaitedOn) {
-  tasker.handle({{"sqlStatement", "select 1"}, {"executionArn", kArn}}, context);
+  tasker.handle({{"sqlStatement", "select 1"}, {"executionArn", kExecutionArn}}, context);
   auto records = state->records();
   ASSERT_EQ(records.size(), 1u);
   EXPECT_EQ(records[0].waiter.kind, WaiterKind::kNone);
@@ -116,8 +117,8 @@ TEST_F(TaskerTest, OverridesBatchAndParametersReachTheDataApi) {
 
 TEST_F(TaskerTest, AFailedStartIsRecordedAndTheAwsErrorReturned) {
   redshift->fail_next_execute(Error("ActiveStatementsExceededException", "too many", 400, false));
-  Error e =
-      error_of({{"sqlStatement", "select 1"}, {"executionArn", kArn}, {"taskToken", "TOK-123456"}});
+  Error e = error_of(
+      {{"sqlStatement", "select 1"}, {"executionArn", kExecutionArn}, {"taskToken", "TOK-123456"}});
   EXPECT_EQ(e.name(), "ActiveStatementsExceededException");
   auto records = state->records();
   ASSERT_EQ(records.size(), 1u);
@@ -127,26 +128,31 @@ TEST_F(TaskerTest, AFailedStartIsRecordedAndTheAwsErrorReturned) {
 }
 
 TEST_F(TaskerTest, LatestResolvesTheNewestStartedStatementOfTheExecution) {
-  Json first = tasker.handle({{"sqlStatement", "select 1"}, {"executionArn", kArn}}, context);
-  Json second = tasker.handle({{"sqlStatement", "select 2"}, {"executionArn", kArn}}, context);
+  Json first =
+      tasker.handle({{"sqlStatement", "select 1"}, {"executionArn", kExecutionArn}}, context);
+  Json second =
+      tasker.handle({{"sqlStatement", "select 2"}, {"executionArn", kExecutionArn}}, context);
   redshift->fail_next_execute(Error("ValidationException", "bad", 400));
-  EXPECT_THROW(tasker.handle({{"sqlStatement", "select 3"}, {"executionArn", kArn}}, context),
-               Error);
+  EXPECT_THROW(
+      tasker.handle({{"sqlStatement", "select 3"}, {"executionArn", kExecutionArn}}, context),
+      Error);
   Json described = tasker.handle(
-      {{"action", "describeStatement"}, {"statementId", "LATEST"}, {"executionArn", kArn}},
+      {{"action", "describeStatement"}, {"statementId", "LATEST"}, {"executionArn", kExecutionArn}},
       context);
   EXPECT_EQ(described["Id"], second["Id"]);
   EXPECT_NE(described["Id"], first["Id"]);
-  tasker.handle({{"action", "cancelStatement"}, {"statementId", "LATEST"}, {"executionArn", kArn}},
-                context);
+  tasker.handle(
+      {{"action", "cancelStatement"}, {"statementId", "LATEST"}, {"executionArn", kExecutionArn}},
+      context);
   EXPECT_EQ(redshift->calls().back(), "CancelStatement " + second["Id"].get<std::string>());
 }
 
 TEST_F(TaskerTest, LatestWithNothingStartedIsPreviousExecutionNotFound) {
-  Error e = error_of(
-      {{"action", "describeStatement"}, {"statementId", "LATEST"}, {"executionArn", kArn}});
+  Error e = error_of({{"action", "describeStatement"},
+                      {"statementId", "LATEST"},
+                      {"executionArn", kExecutionArn}});
   EXPECT_EQ(e.name(), "PreviousExecutionNotFound");
-  EXPECT_NE(e.message().find(kArn), std::string::npos);
+  EXPECT_NE(e.message().find(kExecutionArn), std::string::npos);
 }
 
 TEST_F(TaskerTest, GetStatementResultPassesNextToken) {
@@ -199,7 +205,7 @@ TEST_F(TaskerTest, HandlePayloadRejectsBadTextBeforeAnything) {
 TEST_F(TaskerTest, SingletonRefusesWhileTheSameSqlRunsAndAllowsItOnceFinished) {
   Json event = {{"action", "executeSingletonStatement"},
                 {"sqlStatement", "call sp_nightly()"},
-                {"executionArn", kArn},
+                {"executionArn", kExecutionArn},
                 {"taskToken", "TOKEN-A-123"}};
   Json first = tasker.handle(event, context);
   EXPECT_EQ(error_of(event).name(), "ConcurrentExecution");
@@ -227,7 +233,7 @@ TEST_F(TaskerTest, SingletonRaceStartsExactlyOne) {
       try {
         tasker.handle({{"action", "executeSingletonStatement"},
                        {"sqlStatement", "call sp_once()"},
-                       {"executionArn", std::string(kArn) + std::to_string(i)}},
+                       {"executionArn", std::string(kExecutionArn) + std::to_string(i)}},
                       context);
         ++started;
       } catch (const Error& e) {
@@ -253,14 +259,14 @@ TEST_F(TaskerTest, StateTableFailureBeforeStartStartsNothing) {
   state->before_operation = [](std::string_view op) {
     if (op == "insert") throw Error("InternalServerError", "ddb down", 500, true);
   };
-  Error e =
-      error_of({{"sqlStatement", "select 1"}, {"executionArn", kArn}, {"taskToken", "TOKEN-99"}});
+  Error e = error_of(
+      {{"sqlStatement", "select 1"}, {"executionArn", kExecutionArn}, {"taskToken", "TOKEN-99"}});
   EXPECT_EQ(e.name(), "InternalServerError");
   EXPECT_TRUE(redshift->executed().empty());
 }
 
 TEST_F(TaskerTest, StatementNameRoundTrip) {
-  StatementKey key{kArn, StatementKey::new_invocation_id()};
+  StatementKey key{kExecutionArn, StatementKey::new_invocation_id()};
   EXPECT_EQ(StatementKey::from_statement_name(key.statement_name()), key);
   EXPECT_FALSE(StatementKey::from_statement_name("someone-elses-statement"));
   EXPECT_FALSE(StatementKey::from_statement_name("x:123"));
