@@ -220,6 +220,7 @@ Execution await_execution(const aws::JsonClient& sfn, const std::string& executi
   while (true) {
     Json page = sfn.call("GetExecutionHistory", request, {});
     for (const Json& event : page.value("events", Json::array())) {
+      execution.history.push_back(event);
       const std::string type = event.value("type", "");
       if (type.ends_with("StateEntered")) {
         execution.path.push_back(event.at("stateEnteredEventDetails").at("name"));

@@ -93,6 +93,8 @@ struct Execution {
   Json described;      // the whole DescribeExecution answer
   // The states entered, in order (from GetExecutionHistory's *StateEntered events).
   std::vector<std::string> path;
+  // Every GetExecutionHistory event, oldest first.
+  Json history = Json::array();
 };
 
 // StartExecution of `machine_arn` named `name` with `input`; the execution's ARN.

@@ -1,9 +1,10 @@
 // End-to-end scenarios on the whole local stack, brought up once for this binary with
 // scripts/local-stack and deployed from cfn/: the seed's six Step Functions scenarios and the
-// other examples of cfn/examples/state-machines.yaml, state machines the test writes itself, and
-// CloudFormation custom resources answered on a local response URL. Every outcome is read back
-// the way a user would: executions through the Step Functions API at the edge, statement results
-// through the tasker function, database state through the Data API.
+// other examples of cfn/examples/state-machines.yaml, the query runner of cfn/query-runner.yaml
+// (both flavours), state machines the test writes itself, and CloudFormation custom resources
+// (cfn/examples/custom-resources.yaml among them) answered on a local response URL. Every outcome
+// is read back the way a user would: executions through the Step Functions API at the edge,
+// statement results through the tasker function, database state through the Data API.
 //
 // The Step Functions executions are all started when the stack is up, so they run at the same
 // time while the custom-resource tests (which run first) do their work; each test then waits for
@@ -13,10 +14,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -35,11 +38,16 @@ using namespace std::chrono_literals;
 constexpr auto kExecutionTimeout = 120s;
 constexpr auto kResponseTimeout = 60s;
 constexpr const char* kStateMachineRole = "arn:aws:iam::123456789012:role/e2e-state-machines";
+// The query runner's template defaults for these tests, in seconds.
+constexpr int kRunnerInitialWait = 1;
+constexpr int kRunnerBaseWait = 1;
+constexpr int kRunnerMaxWait = 4;
 
 // What every test shares: the stack, and the executions started as soon as it was up.
 struct Shared {
   std::unique_ptr<LocalStack> stack;
   std::map<std::string, std::string> examples;    // the examples stack's outputs
+  std::map<std::string, std::string> runner;      // the query runner stack's outputs
   std::map<std::string, std::string> executions;  // scenario -> execution ARN
   std::string start_error;
 };
@@ -114,6 +122,71 @@ std::string create_state_machine(const aws::JsonClient& sfn, const std::string& 
       .get<std::string>();
 }
 
+// A CloudFormation template as JSON, read with cfn-lint's parser (it knows CloudFormation's YAML
+// tags); cfn-lint is installed with the test dependencies.
+Json template_as_json(const std::filesystem::path& file) {
+  const std::filesystem::path out = binary_dir() / ("e2e-" + file.stem().string() + ".json");
+  ProcessOptions options;
+  options.argv = {"python3", "-c",
+                  "import json, sys\n"
+                  "from cfnlint.decode import decode\n"
+                  "template, problems = decode(sys.argv[1])\n"
+                  "if problems: sys.exit(str(problems))\n"
+                  "print(json.dumps(template))\n",
+                  file.string()};
+  options.log_file = out;
+  options.log_command_line = false;
+  const int status = run_to_completion(options);
+  if (status != 0) {
+    throw std::runtime_error("cannot read " + file.string() + ": " + read_file(out));
+  }
+  return Json::parse(read_file(out));
+}
+
+// A resource's properties with every {"Ref": parameter} replaced by the parameter's value, as
+// CloudFormation sends them (custom resource properties arrive as strings).
+Json resolve_refs(const Json& value, const std::map<std::string, std::string>& parameters) {
+  if (value.is_object()) {
+    if (value.size() == 1 && value.contains("Ref")) {
+      return parameters.at(value.at("Ref").get<std::string>());
+    }
+    Json out = Json::object();
+    for (const auto& [key, item] : value.items()) out[key] = resolve_refs(item, parameters);
+    return out;
+  }
+  if (value.is_array()) {
+    Json out = Json::array();
+    for (const Json& item : value) out.push_back(resolve_refs(item, parameters));
+    return out;
+  }
+  return value;
+}
+
+// The template's resources in the order CloudFormation creates them: each after the resources
+// its DependsOn names.
+std::vector<std::string> creation_order(const Json& resources) {
+  std::vector<std::string> order;
+  std::set<std::string> placed;
+  while (order.size() < resources.size()) {
+    const std::size_t before = order.size();
+    for (const auto& [name, resource] : resources.items()) {
+      if (placed.contains(name)) continue;
+      std::vector<std::string> needs;
+      if (auto it = resource.find("DependsOn"); it != resource.end()) {
+        needs = it->is_array() ? it->get<std::vector<std::string>>()
+                               : std::vector<std::string>{it->get<std::string>()};
+      }
+      if (std::all_of(needs.begin(), needs.end(),
+                      [&](const std::string& n) { return placed.contains(n); })) {
+        order.push_back(name);
+        placed.insert(name);
+      }
+    }
+    if (order.size() == before) throw std::runtime_error("the template's DependsOn has a cycle");
+  }
+  return order;
+}
+
 // Brings the stack up once for the binary, deploys the examples and starts every execution.
 class StackEnvironment : public ::testing::Environment {
  public:
@@ -126,6 +199,19 @@ class StackEnvironment : public ::testing::Environment {
       s.examples = s.stack->deploy_stack("examples",
                                          source_dir() / "cfn" / "examples" / "state-machines.yaml",
                                          {{"TaskerFunctionArn", function}});
+      // Short waits so the retries take seconds; errors matching "division by zero" are retried.
+      s.runner =
+          s.stack->deploy_stack("query-runner", source_dir() / "cfn" / "query-runner.yaml",
+                                {{"TaskerFunctionArn", function},
+                                 {"DefaultClusterId", s.stack->env("TASKER_CLUSTER_IDENTIFIER")},
+                                 {"DefaultDb", s.stack->env("TASKER_DATABASE")},
+                                 {"DefaultUser", s.stack->env("TASKER_DB_USER")},
+                                 {"DefaultInitialWaitTime", std::to_string(kRunnerInitialWait)},
+                                 {"DefaultBaseWaitTime", std::to_string(kRunnerBaseWait)},
+                                 {"DefaultMaxWait", std::to_string(kRunnerMaxWait)},
+                                 {"DefaultMaxRetries", "3"},
+                                 {"DefaultRetryErrorMatch", "division by zero"},
+                                 {"CreateCallbackRunner", "true"}});
       // A record left for retry comes back after the completion queue's visibility timeout: six
       // function timeouts in the template (6 minutes), 2 seconds here so that the redelivery
       // test takes seconds. Set before any completion event exists: moto applies the timeout a
@@ -161,6 +247,20 @@ class StackEnvironment : public ::testing::Environment {
       start("own_missing_table", callback, {{"sql", "select * from e2e_no_such_table"}});
       start("own_5000_rows", callback,
             {{"sql", "select n, 'row ' || n as label from generate_series(1, 5000) as n"}});
+      const std::string runner = s.runner.at("STATE_MACHINE_ARN");
+      start(
+          "runner_retried", runner,
+          {"create sequence e2e_runner_attempts",
+           "select 1 / (case when nextval('e2e_runner_attempts') >= 3 then 1 else 0 end) as ok",
+           {{"ExecuteStatementParameters",
+             {{"Sql", "select :n as third"}, {"Parameters", {{{"name", "n"}, {"value", "3"}}}}}}}});
+      start("runner_not_matching", runner,
+            {"select 1 as first", "select * from e2e_runner_no_such_table", "select 3"});
+      start("runner_no_retries", runner,
+            {{{"ExecuteStatementParameters", "select 1 / 0"}, {"MaxRetries", 0}}});
+      start("runner_callback", s.runner.at("CALLBACK_STATE_MACHINE_ARN"),
+            {"create table e2e_runner_callback (n integer)",
+             "insert into e2e_runner_callback values (7)"});
       start("own_batch_rolled_back", batch,
             {{"sqls",
               {"create table e2e_batch_rolled_back (n integer)",
@@ -355,6 +455,71 @@ TEST_F(EndToEnd, RedshiftUserResourceIsCreatedRenamedAndDeleted) {
   EXPECT_EQ(deleted.value("Status", ""), "SUCCESS") << deleted.dump();
   EXPECT_EQ(deleted.value("PhysicalResourceId", ""), user.physical_id);
   EXPECT_EQ(role("e2e_cfn_renamed"), "");
+}
+
+// cfn/examples/custom-resources.yaml, deployed the way CloudFormation would (moto cannot run
+// custom resources): every resource's Create in dependency order, an Update of what a parameter
+// change touches, then every Delete in reverse order, each answered on a local response URL.
+TEST_F(EndToEnd, Example_CustomResourcesTemplateIsCreatedUpdatedAndDeleted) {
+  const Json resources =
+      template_as_json(source_dir() / "cfn" / "examples" / "custom-resources.yaml").at("Resources");
+  const std::vector<std::string> order = creation_order(resources);
+  std::map<std::string, std::string> parameters = {
+      {"TaskerFunctionArn", stack().env("TASKER_FUNCTION_ARN")},
+      {"EtlUserPasswordHash",
+       sql_value(stack(), "select 'md5' || md5('e2e-pw' || 'rstasker_etl')")},
+      {"EtlUserConnectionLimit", "5"}};
+  auto properties_of = [&](const std::string& name) {
+    Json properties = resolve_refs(resources.at(name).at("Properties"), parameters);
+    properties.erase("ServiceToken");  // cfn_request adds it
+    return properties;
+  };
+  auto user = [&] {
+    return sql_value(
+        stack(),
+        "select rolconnlimit || ',' || pg_has_role('rstasker_etl', 'rstasker_loaders', "
+        "'member') || ',' || has_table_privilege('rstasker_etl', "
+        "'rstasker_reporting.daily_loads', 'INSERT') from pg_roles where rolname = "
+        "'rstasker_etl'");
+  };
+
+  CfnReceiver receiver;
+  std::map<std::string, CfnResource> deployed;
+  for (const std::string& name : order) {
+    CfnResource resource{name, resources.at(name).at("Type"), "", Json::object()};
+    Json answer = cfn_request(receiver, resource, "Create", properties_of(name));
+    ASSERT_EQ(answer.value("Status", ""), "SUCCESS") << name << ": " << answer.dump();
+    deployed.emplace(name, resource);
+  }
+  EXPECT_EQ(sql_value(stack(), "select to_regclass('rstasker_reporting.daily_loads') is not null"),
+            "true");
+  EXPECT_EQ(user(), "5,true,true") << "connection limit, group membership, grant";
+
+  // A new connection limit changes EtlUser's properties only: that one resource is updated.
+  parameters["EtlUserConnectionLimit"] = "7";
+  for (const std::string& name : order) {
+    const Json properties = properties_of(name);
+    if (properties == deployed.at(name).properties) continue;
+    EXPECT_EQ(name, "EtlUser");
+    Json answer = cfn_request(receiver, deployed.at(name), "Update", properties);
+    ASSERT_EQ(answer.value("Status", ""), "SUCCESS") << name << ": " << answer.dump();
+  }
+  EXPECT_EQ(user(), "7,true,true");
+
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    CfnResource& resource = deployed.at(*it);
+    Json answer = cfn_request(receiver, resource, "Delete", resource.properties);
+    ASSERT_EQ(answer.value("Status", ""), "SUCCESS") << *it << ": " << answer.dump();
+    EXPECT_EQ(answer.value("PhysicalResourceId", ""), resource.physical_id);
+  }
+  EXPECT_EQ(sql_value(stack(),
+                      "select count(*) from pg_namespace where nspname = "
+                      "'rstasker_reporting'"),
+            "0");
+  EXPECT_EQ(sql_value(stack(),
+                      "select count(*) from pg_roles where rolname in ('rstasker_etl', "
+                      "'rstasker_loaders')"),
+            "0");
 }
 
 // The completion is delivered through SQS; the first delivery cannot call back (the response
@@ -561,6 +726,96 @@ TEST_F(EndToEnd, Example_NamedParameters) {
   ASSERT_EQ(run.status, "SUCCEEDED") << run.described.dump();
   EXPECT_EQ(run.path, (std::vector<std::string>{"Run", "Result"}));
   EXPECT_EQ(run.output, Json::parse(R"([[{"longValue": 42}, {"stringValue": "hello"}]])"));
+}
+
+// --- The query runner (cfn/query-runner.yaml, seed 004) -----------------------------------------
+
+// The retry waits of a query-runner execution: the Wait states entered after a failed attempt
+// (the runner state then names the error and no running statement), in order, as
+// {waitSeconds, the attempt that failed, its error}.
+struct RetryWait {
+  std::int64_t seconds;
+  int failed_attempt;
+  std::string error;
+};
+std::vector<RetryWait> retry_waits(const Execution& run) {
+  std::vector<RetryWait> waits;
+  for (const Json& event : run.history) {
+    if (event.value("type", "") != "WaitStateEntered") continue;
+    const Json input = Json::parse(event.at("stateEnteredEventDetails").value("input", "{}"));
+    const Json& current = input.at("current");
+    if (current.value("statementId", "").empty() && current.contains("lastError")) {
+      waits.push_back({input.at("waitSeconds").get<std::int64_t>(),
+                       current.at("attempt").get<int>(), current.at("lastError")});
+    }
+  }
+  return waits;
+}
+
+TEST_F(EndToEnd, QueryRunner_RetriesAMatchingErrorAfterJitteredWaitsAndSucceeds) {
+  Execution run = finished("runner_retried");
+  ASSERT_EQ(run.status, "SUCCEEDED") << run.described.dump();
+  ASSERT_EQ(run.output.size(), 3u) << run.output.dump();
+  EXPECT_EQ(run.output[0].value("Attempts", 0), 1);
+  EXPECT_EQ(run.output[1].value("Attempts", 0), 3) << "failed twice, then succeeded";
+  EXPECT_EQ(run.output[2].value("Attempts", 0), 1);
+  std::set<std::string> statements;
+  for (const Json& query : run.output) statements.insert(query.value("StatementId", ""));
+  EXPECT_EQ(statements.size(), 3u) << run.output.dump();
+
+  // Each failure was followed by a Wait of the decorrelated-jitter length before the query ran
+  // again: between BaseWaitTime and MaxWait (whole seconds), and never above 3x the previous one.
+  const std::vector<RetryWait> waits = retry_waits(run);
+  ASSERT_EQ(waits.size(), 2u) << run.history.dump();
+  double previous = kRunnerBaseWait;
+  for (std::size_t i = 0; i < waits.size(); ++i) {
+    EXPECT_EQ(waits[i].failed_attempt, static_cast<int>(i + 1));
+    EXPECT_NE(waits[i].error.find("division by zero"), std::string::npos) << waits[i].error;
+    EXPECT_GE(waits[i].seconds, kRunnerBaseWait);
+    EXPECT_LE(waits[i].seconds, std::min<double>(kRunnerMaxWait, std::round(previous * 3)));
+    previous = static_cast<double>(waits[i].seconds);
+  }
+  // The Wait states really waited: the execution's history shows the time pass.
+  const auto retry_wait_states =
+      std::count_if(run.history.begin(), run.history.end(),
+                    [](const Json& e) { return e.value("type", "") == "WaitStateExited"; });
+  EXPECT_GE(static_cast<std::size_t>(retry_wait_states), waits.size());
+  EXPECT_EQ(sql_value(stack(), "select last_value from e2e_runner_attempts"), "3");
+}
+
+TEST_F(EndToEnd, QueryRunner_ErrorNotMatchingRetryErrorMatchFailsWithoutRetry) {
+  Execution run = finished("runner_not_matching");
+  ASSERT_EQ(run.status, "FAILED") << run.described.dump();
+  EXPECT_EQ(run.described.value("error", ""), "QueryFailed") << run.described.dump();
+  // A function error's Cause is the error JSON the function reported.
+  const std::string cause =
+      Json::parse(run.described.value("cause", "{}")).value("errorMessage", "");
+  EXPECT_NE(cause.find("query 2 of 3"), std::string::npos) << cause;
+  EXPECT_NE(cause.find("1 attempt"), std::string::npos) << cause;
+  EXPECT_NE(cause.find("does not match RetryErrorMatch"), std::string::npos) << cause;
+  EXPECT_NE(cause.find("relation \"e2e_runner_no_such_table\" does not exist"), std::string::npos)
+      << cause;
+  EXPECT_TRUE(retry_waits(run).empty()) << "no retry was waited for";
+}
+
+TEST_F(EndToEnd, QueryRunner_MaxRetriesZeroFailsAtOnce) {
+  Execution run = finished("runner_no_retries");
+  ASSERT_EQ(run.status, "FAILED") << run.described.dump();
+  EXPECT_EQ(run.described.value("error", ""), "QueryFailed");
+  // A function error's Cause is the error JSON the function reported.
+  const std::string cause =
+      Json::parse(run.described.value("cause", "{}")).value("errorMessage", "");
+  EXPECT_NE(cause.find("MaxRetries is 0"), std::string::npos) << cause;
+  EXPECT_NE(cause.find("division by zero"), std::string::npos) << cause;
+  EXPECT_TRUE(retry_waits(run).empty());
+}
+
+TEST_F(EndToEnd, QueryRunner_CallbackFlavourRunsQueriesInOrder) {
+  Execution run = finished("runner_callback");
+  ASSERT_EQ(run.status, "SUCCEEDED") << run.described.dump();
+  EXPECT_EQ(count(run.path, "Run"), 2u);
+  EXPECT_EQ(count(run.path, "Wait"), 0u) << "nothing polls";
+  EXPECT_EQ(sql_value(stack(), "select sum(n) from e2e_runner_callback"), "7");
 }
 
 // --- State machines of the test's own -----------------------------------------------------------

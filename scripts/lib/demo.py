@@ -1,0 +1,185 @@
+"""The demo's run (scripts/demo): starts every example state machine and three query-runner
+executions on a deployed local stack, waits for them, and prints one table row per execution:
+what it shows, the states it went through, and how it ended.
+
+Usage: demo.py STATE_DIR   (the local stack's state directory; its env file and stacks/*.env)
+"""
+
+import json
+import os
+import sys
+import time
+
+import boto3
+
+TIMEOUT_SECONDS = 180
+
+
+def read_env(path):
+    values = {}
+    with open(path, encoding="utf-8") as env_file:
+        for line in env_file:
+            key, sep, value = line.rstrip("\n").partition("=")
+            if sep:
+                values[key] = value
+    return values
+
+
+def clients(env):
+    session = boto3.session.Session(
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env["AWS_REGION"],
+    )
+    endpoint = env["AWS_ENDPOINT_URL"]
+    return session.client("stepfunctions", endpoint_url=endpoint), session.client(
+        "lambda", endpoint_url=endpoint
+    )
+
+
+def runs(examples, runner_arn):
+    """(label, what it shows, state machine, input) for every execution of the demo."""
+    attempts = "select 1 / (case when nextval('demo_attempts') >= 3 then 1 else 0 end) as ok"
+    return [
+        ("single_success", "one statement, called back", examples["SINGLE_SUCCESS_ARN"], {}),
+        ("single_failure", "SQL error caught as FAILED", examples["SINGLE_FAILURE_ARN"], {}),
+        ("success_and_fail", "second statement fails", examples["SUCCESS_AND_FAIL_ARN"], {}),
+        (
+            "parallel_no_concurrency",
+            "singleton: one runs, one refused",
+            examples["PARALLEL_NO_CONCURRENCY_ARN"],
+            {},
+        ),
+        (
+            "cancelling_statement",
+            "heartbeat timeout, then cancel",
+            examples["CANCELLING_STATEMENT_ARN"],
+            {},
+        ),
+        ("polling", "no callback: describe until done", examples["POLLING_ARN"], {}),
+        ("paging", "2,500 rows read page by page", examples["PAGING_ARN"], {}),
+        ("batch", "three statements, one transaction", examples["BATCH_ARN"], {}),
+        ("named_parameters", "named :parameters", examples["NAMED_PARAMETERS_ARN"], {}),
+        (
+            "query_runner",
+            "3 queries, 2nd retried twice",
+            runner_arn,
+            ["create sequence demo_attempts", attempts, "select 3"],
+        ),
+        (
+            "query_runner_no_match",
+            "error not matching: no retry",
+            runner_arn,
+            ["select * from demo_no_such_table"],
+        ),
+    ]
+
+
+def wait(sfn, arn, deadline):
+    while True:
+        described = sfn.describe_execution(executionArn=arn)
+        if described["status"] != "RUNNING" or time.monotonic() > deadline:
+            return described
+        time.sleep(0.25)
+
+
+def path_of(sfn, arn):
+    events = []
+    token = None
+    while True:
+        page = sfn.get_execution_history(
+            executionArn=arn, maxResults=1000, **({"nextToken": token} if token else {})
+        )
+        events += page["events"]
+        token = page.get("nextToken")
+        if not token:
+            break
+    names = [
+        e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e
+    ]
+    # Collapse loops ("Wait > Describe > Wait > Describe") into "(Wait > Describe) x2".
+    out = []
+    i = 0
+    while i < len(names):
+        for width in (3, 2, 1):
+            unit = names[i : i + width]
+            repeats = 1
+            while names[i + repeats * width : i + (repeats + 1) * width] == unit:
+                repeats += 1
+            if repeats > 1:
+                text = " > ".join(unit)
+                out.append(f"({text}) x{repeats}" if width > 1 else f"{text} x{repeats}")
+                i += repeats * width
+                break
+        else:
+            out.append(names[i])
+            i += 1
+    return " > ".join(out)
+
+
+def outcome_of(described):
+    status = described["status"]
+    if status == "FAILED":
+        return f"FAILED ({described.get('error', '?')})"
+    return status
+
+
+def main():
+    state_dir = sys.argv[1]
+    env = read_env(os.path.join(state_dir, "env"))
+    examples = read_env(os.path.join(state_dir, "stacks", "demo-examples.env"))
+    runner = read_env(os.path.join(state_dir, "stacks", "demo-query-runner.env"))
+    sfn, lambda_client = clients(env)
+
+    started = []
+    stamp = time.strftime("%H%M%S")
+    for label, what, machine, payload in runs(examples, runner["STATE_MACHINE_ARN"]):
+        arn = sfn.start_execution(
+            stateMachineArn=machine, name=f"demo-{label}-{stamp}", input=json.dumps(payload)
+        )["executionArn"]
+        started.append((label, what, arn))
+
+    deadline = time.monotonic() + TIMEOUT_SECONDS
+    rows = []
+    for label, what, arn in started:
+        described = wait(sfn, arn, deadline)
+        rows.append((label, what, path_of(sfn, arn), outcome_of(described)))
+
+    # One answer read back through the function, as a state machine's next step would.
+    single = next(arn for label, _, arn in started if label == "single_success")
+    answer = lambda_client.invoke(
+        FunctionName=env["TASKER_FUNCTION_ARN"],
+        Payload=json.dumps(
+            {"action": "getStatementResult", "statementId": "LATEST", "executionArn": single}
+        ),
+    )
+    result = json.loads(answer["Payload"].read())
+
+    headers = ("execution", "what it shows", "path through the states", "outcome")
+    widths = [max(len(str(row[i])) for row in rows + [headers]) for i in range(4)]
+    line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+    print(line)
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |")
+    print(line)
+    for row in rows:
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
+    print(line)
+    print(
+        "getStatementResult LATEST of single_success, through the function: "
+        + json.dumps(result.get("Records", result))
+    )
+
+    expected_failures = {"query_runner_no_match"}
+    unexpected = [
+        r[0]
+        for r in rows
+        if (r[3] != "SUCCEEDED") != (r[0] in expected_failures) or r[3] == "RUNNING"
+    ]
+    if unexpected:
+        print("demo: unexpected outcome for " + ", ".join(unexpected), file=sys.stderr)
+        sys.exit(1)
+    print("every execution ended as expected")
+
+
+if __name__ == "__main__":
+    main()
