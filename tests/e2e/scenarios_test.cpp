@@ -457,6 +457,26 @@ TEST_F(EndToEnd, RedshiftUserResourceIsCreatedRenamedAndDeleted) {
   EXPECT_EQ(role("e2e_cfn_renamed"), "");
 }
 
+// A Create whose SQL fails answers FAILED with PostgreSQL's text; CloudFormation then deletes the
+// resource, and that Delete succeeds without running the DeleteSql (there is nothing to drop).
+TEST_F(EndToEnd, RedshiftSqlResourceWhoseCreateFailedIsDeletedWithoutSql) {
+  CfnReceiver receiver;
+  CfnResource table{"E2eFailedCreate", "Custom::RedshiftSql", "", Json::object()};
+  const Json properties = {{"CreateSql", "insert into e2e_failed_create_missing values (1)"},
+                           {"DeleteSql", "create table e2e_failed_create_marker (n integer)"}};
+  Json created = cfn_request(receiver, table, "Create", properties);
+  EXPECT_EQ(created.value("Status", ""), "FAILED") << created.dump();
+  EXPECT_NE(created.value("Reason", "").find("e2e_failed_create_missing"), std::string::npos)
+      << created.dump();
+  ASSERT_FALSE(table.physical_id.empty()) << "a failed Create still names a resource";
+
+  Json deleted = cfn_request(receiver, table, "Delete", properties);
+  EXPECT_EQ(deleted.value("Status", ""), "SUCCESS") << deleted.dump();
+  EXPECT_EQ(deleted.value("PhysicalResourceId", ""), table.physical_id);
+  EXPECT_EQ(sql_value(stack(), "select to_regclass('e2e_failed_create_marker') is null"), "true")
+      << "the DeleteSql of a resource that was never created ran";
+}
+
 // cfn/examples/custom-resources.yaml, deployed the way CloudFormation would (moto cannot run
 // custom resources): every resource's Create in dependency order, an Update of what a parameter
 // change touches, then every Delete in reverse order, each answered on a local response URL.
