@@ -47,14 +47,6 @@ class SlowStepFunctions : public FakeStepFunctions {
   }
 };
 
-Config config() {
-  Config c;
-  c.target = {"cluster", "", "dev", "admin", ""};
-  c.table_name = "state";
-  c.region = "us-east-1";
-  return c;
-}
-
 // Seconds for one batch of `records` completions (half FINISHED, half FAILED, so the FAILED ones
 // also pay a DescribeStatement).
 double batch_seconds(int records) {
@@ -62,7 +54,7 @@ double batch_seconds(int records) {
   auto state = std::make_shared<MemoryStateTable>();
   auto sfn = std::make_shared<SlowStepFunctions>();
   auto cfn = std::make_shared<FakeCfnResponder>();
-  Tasker tasker(config(), Dependencies{redshift, state, sfn, cfn});
+  Tasker tasker(rstasker::testing::test_config(), Dependencies{redshift, state, sfn, cfn});
   CallContext context{Deadline::after(std::chrono::minutes(5)), {}};
   Json list = Json::array();
   for (int i = 0; i < records; ++i) {

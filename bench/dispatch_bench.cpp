@@ -19,16 +19,8 @@ struct Bench {
   std::shared_ptr<MemoryStateTable> state = std::make_shared<MemoryStateTable>();
   std::shared_ptr<FakeStepFunctions> sfn = std::make_shared<FakeStepFunctions>();
   std::shared_ptr<FakeCfnResponder> cfn = std::make_shared<FakeCfnResponder>();
-  Tasker tasker{config(), Dependencies{redshift, state, sfn, cfn}};
+  Tasker tasker{rstasker::testing::test_config(), Dependencies{redshift, state, sfn, cfn}};
   rstasker::aws::CallContext context{Deadline::after(std::chrono::hours(1)), {}};
-
-  static Config config() {
-    Config c;
-    c.target = {"cluster", "", "dev", "admin", ""};
-    c.table_name = "state";
-    c.region = "us-east-1";
-    return c;
-  }
 };
 
 const std::string kExecute =

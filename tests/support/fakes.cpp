@@ -379,4 +379,12 @@ std::vector<FakeCfnResponder::Response> FakeCfnResponder::responses() const {
   return responses_;
 }
 
+tasker::Config test_config() {
+  tasker::Config c;
+  c.target = {"cluster-1", "", "dev", "admin", ""};
+  c.table_name = "state";
+  c.region = "eu-west-1";
+  return c;
+}
+
 }  // namespace rstasker::testing

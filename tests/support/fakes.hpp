@@ -16,9 +16,14 @@
 #include "rstasker/services/cfn_response.hpp"
 #include "rstasker/services/redshift_data.hpp"
 #include "rstasker/services/step_functions.hpp"
+#include "rstasker/tasker/config.hpp"
 #include "rstasker/tasker/state_table.hpp"
 
 namespace rstasker::testing {
+
+// The configuration the domain tests run with: cluster-1, database dev as admin, table "state",
+// region eu-west-1.
+tasker::Config test_config();
 
 class FakeRedshiftData : public services::RedshiftData {
  public:

@@ -77,21 +77,13 @@ Json request(const std::string& type, const std::string& resource_type, Json pro
 }
 
 struct CfnTest : ::testing::Test {
-  Config config = make_config();
+  Config config = rstasker::testing::test_config();
   std::shared_ptr<FakeRedshiftData> redshift = std::make_shared<FakeRedshiftData>();
   std::shared_ptr<MemoryStateTable> state = std::make_shared<MemoryStateTable>();
   Launcher launcher{config, redshift, state};
   std::shared_ptr<RecordingResponder> responder = std::make_shared<RecordingResponder>();
   CustomResources resources{config, launcher, responder};
   aws::CallContext context{Deadline::after(std::chrono::seconds(30)), {}};
-
-  static Config make_config() {
-    Config c;
-    c.target = {"cluster-1", "", "dev", "admin", ""};
-    c.table_name = "state";
-    c.region = "eu-west-1";
-    return c;
-  }
 
   std::size_t responses() const { return responder->sent().size(); }
   // The body last sent, checked to have gone to `url`.

@@ -24,14 +24,6 @@ struct SimulatedCrash {
   std::string step;
 };
 
-Config test_config() {
-  Config c;
-  c.target = {"cluster-1", "", "dev", "admin", ""};
-  c.table_name = "state";
-  c.region = "eu-west-1";
-  return c;
-}
-
 struct World {
   std::shared_ptr<FakeRedshiftData> redshift = std::make_shared<FakeRedshiftData>();
   std::shared_ptr<MemoryStateTable> state = std::make_shared<MemoryStateTable>();
@@ -40,8 +32,8 @@ struct World {
 
   // A fresh tasker over the same services: a new Lambda sandbox.
   std::unique_ptr<Tasker> tasker(CompletionOptions options = {}) {
-    return std::make_unique<Tasker>(test_config(), Dependencies{redshift, state, sfn, cfn},
-                                    std::move(options));
+    return std::make_unique<Tasker>(rstasker::testing::test_config(),
+                                    Dependencies{redshift, state, sfn, cfn}, std::move(options));
   }
 };
 

@@ -42,20 +42,12 @@ const char* kObjectsInput = R"json([
 }])json";
 
 struct QueryRunnerTest : ::testing::Test {
-  Config config = make_config();
+  Config config = rstasker::testing::test_config();
   std::shared_ptr<FakeRedshiftData> redshift = std::make_shared<FakeRedshiftData>();
   std::shared_ptr<MemoryStateTable> state = std::make_shared<MemoryStateTable>();
   Launcher launcher{config, redshift, state};
   QueryRunner runner{config, redshift, launcher};
   aws::CallContext context{Deadline::after(std::chrono::seconds(30)), {}};
-
-  static Config make_config() {
-    Config c;
-    c.target = {"cluster-1", "", "dev", "admin", ""};
-    c.table_name = "state";
-    c.region = "eu-west-1";
-    return c;
-  }
 
   Json step(const Json& runner_state, const Json& defaults = nullptr) {
     Json event = {{"action", "queryRunnerStep"}, {"executionArn", kArn}, {"state", runner_state}};
@@ -550,7 +542,7 @@ TEST_F(QueryRunnerTest, ATamperedRunnerStateIsRefused) {
 TEST_F(QueryRunnerTest, TheTaskerRoutesQueryRunnerStepEventsHere) {
   auto sfn = std::make_shared<rstasker::testing::FakeStepFunctions>();
   auto cfn = std::make_shared<rstasker::testing::FakeCfnResponder>();
-  Tasker tasker(make_config(), Dependencies{redshift, state, sfn, cfn});
+  Tasker tasker(rstasker::testing::test_config(), Dependencies{redshift, state, sfn, cfn});
   Json out = Json::parse(
       tasker.handle_payload(R"({"action":"queryRunnerStep","executionArn":")" + std::string(kArn) +
                                 R"(","defaults":{"InitialWaitTime":12},"state":["select 1"]})",

@@ -27,11 +27,8 @@ struct TaskerTest : ::testing::Test {
   aws::CallContext context{Deadline::after(std::chrono::seconds(30)), {}};
 
   static Config make_config() {
-    Config c;
-    c.target = {"cluster-1", "", "dev", "admin", ""};
-    c.table_name = "state";
+    Config c = rstasker::testing::test_config();
     c.ttl_days = 3;
-    c.region = "eu-west-1";
     return c;
   }
 
