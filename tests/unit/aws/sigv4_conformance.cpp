@@ -1,8 +1,9 @@
 // Runs the AWS SigV4 test suite (header signing) against compute_signature and Signer::sign.
 //
-// Cases come from $SIGV4_SUITE_DIR, else from ../shared/sigv4-suite beside the checkout; without
-// either the test is skipped (exit 77). A case is a folder holding context.json, request.txt and
-// the header-canonical-request / header-string-to-sign / header-signature files.
+// Cases come from $SIGV4_SUITE_DIR (a relative path is read from the caller's directory), else
+// from ../shared/sigv4-suite beside the checkout; without either the test is skipped (exit 77). A
+// case is a folder holding context.json, request.txt and the header-canonical-request /
+// header-string-to-sign / header-signature files.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -85,8 +86,10 @@ HttpRequest parse_request(const std::string& text) {
   for (std::size_t i = 1; i < lines.size(); ++i) {
     const std::string_view line = lines[i];
     if (line.front() == ' ' || line.front() == '\t') {
+      // A folded (continuation) line is one more value of the header above it, as the suite's
+      // own parser reads it: the signer joins repeated values with ',' in request order.
       if (request.headers.empty()) throw std::runtime_error("continuation line before a header");
-      request.headers.back().second.append("\n").append(line);
+      request.headers.emplace_back(request.headers.back().first, std::string(line));
       continue;
     }
     const std::size_t colon = line.find(':');
@@ -224,13 +227,27 @@ bool is_case(const fs::path& dir) {
                      [&](const char* name) { return fs::is_regular_file(dir / name); });
 }
 
+// ctest runs this test inside the build tree, so a relative SIGV4_SUITE_DIR is read as the
+// caller meant it: from the shell's directory ($PWD, which ctest passes on unchanged), else from
+// the checkout.
+fs::path resolve_suite_dir(const fs::path& given) {
+  if (given.is_absolute()) return given;
+  std::vector<fs::path> bases;
+  if (const char* pwd = std::getenv("PWD"); pwd != nullptr && *pwd == '/') bases.emplace_back(pwd);
+  bases.push_back(rstasker::testing::source_dir());
+  for (const auto& base : bases) {
+    if (fs::is_directory(base / given)) return base / given;
+  }
+  return given;
+}
+
 }  // namespace
 
 int main() {
   fs::path suite;
   bool explicit_suite = false;
   if (const char* dir = std::getenv("SIGV4_SUITE_DIR"); dir != nullptr && *dir != '\0') {
-    suite = dir;
+    suite = resolve_suite_dir(dir);
     explicit_suite = true;
   } else if (const auto shared = rstasker::testing::shared_dir();
              shared && fs::is_directory(*shared / "sigv4-suite")) {
