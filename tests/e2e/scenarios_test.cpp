@@ -203,6 +203,7 @@ class StackEnvironment : public ::testing::Environment {
       s.runner =
           s.stack->deploy_stack("query-runner", source_dir() / "cfn" / "query-runner.yaml",
                                 {{"TaskerFunctionArn", function},
+                                 {"TaskerRoleName", s.stack->env("TASKER_ROLE_NAME")},
                                  {"DefaultClusterId", s.stack->env("TASKER_CLUSTER_IDENTIFIER")},
                                  {"DefaultDb", s.stack->env("TASKER_DATABASE")},
                                  {"DefaultUser", s.stack->env("TASKER_DB_USER")},
