@@ -9,6 +9,52 @@ namespace {
 
 struct TooDeep {};
 
+// What nlohmann says it expected ("; expected <token>"), by the names its lexer uses.
+constexpr std::string_view kExpectedTokens[] = {"true literal",
+                                                "false literal",
+                                                "null literal",
+                                                "string literal",
+                                                "number literal",
+                                                "'['",
+                                                "'{'",
+                                                "']'",
+                                                "'}'",
+                                                "':'",
+                                                "','",
+                                                "end of input",
+                                                "'[', '{', or a literal"};
+
+// Says where and what is wrong without a byte of the input. nlohmann's message reads
+// "[json.exception.parse_error.101] parse error at line 1, column 5: syntax error while parsing
+// value - invalid literal; last read: '<input>'; expected <token>", and the quoted input may hold
+// a task token or a password: only the fixed parts are kept.
+std::string describe_parse_error(const Json::parse_error& e) {
+  constexpr auto npos = std::string_view::npos;
+  const std::string_view text = e.what();
+  const auto colon = text.find(": ");  // ends the position, which is made of numbers only
+  std::string where = "at byte " + std::to_string(e.byte);
+  constexpr std::string_view kAtLine = "parse error at line ";
+  if (auto at = text.find(kAtLine); at != npos && colon != npos && colon > at) {
+    const auto start = at + kAtLine.size();
+    where += " (line " + std::string(text.substr(start, colon - start)) + ")";
+  }
+  std::string_view reason = colon == npos ? std::string_view() : text.substr(colon + 2);
+  constexpr std::string_view kLastRead = "; last read: '";
+  const auto quote = reason.find(kLastRead);
+  if (quote == npos) return where + ": " + std::string(reason);
+
+  const std::string_view after = reason.substr(quote);
+  std::string kind(reason.substr(0, quote));
+  // The token nlohmann expected follows the quoted input; keep it only as one of its own names.
+  for (std::string_view token : kExpectedTokens) {
+    if (after.ends_with("; expected " + std::string(token))) {
+      kind += "; expected " + std::string(token);
+      break;
+    }
+  }
+  return where + ": " + kind;
+}
+
 }  // namespace
 
 Json parse_json(std::string_view text, std::string_view what, std::string_view error_name) {
@@ -27,10 +73,7 @@ Json parse_json(std::string_view text, std::string_view what, std::string_view e
     throw Error(error_name, std::string(what) + " is nested deeper than " +
                                 std::to_string(kMaxJsonDepth) + " levels");
   } catch (const Json::parse_error& e) {
-    // e.what() reads "[json.exception.parse_error.101] parse error at line 1, column 5: ...".
-    std::string reason = e.what();
-    if (auto pos = reason.find("] "); pos != std::string::npos) reason.erase(0, pos + 2);
-    throw Error(error_name, std::string(what) + " is not valid JSON: " + reason);
+    throw Error(error_name, std::string(what) + " is not valid JSON " + describe_parse_error(e));
   }
 }
 

@@ -14,7 +14,9 @@ using Json = nlohmann::json;
 inline constexpr int kMaxJsonDepth = 64;
 
 // Parses `text` as one JSON document. Rejects syntax errors, invalid UTF-8 and nesting deeper than
-// kMaxJsonDepth by throwing Error(`error_name`, "<what> is not valid JSON: <reason>").
+// kMaxJsonDepth by throwing Error(`error_name`, ...): "<what> is not valid JSON at byte N (line L,
+// column C): <what is wrong>" or "<what> is nested deeper than ... levels". The message never
+// quotes the input, which may hold secrets (task tokens) that are not yet known as such.
 Json parse_json(std::string_view text, std::string_view what, std::string_view error_name);
 
 // Compact serialisation; invalid UTF-8 in strings is replaced by U+FFFD rather than throwing.

@@ -53,6 +53,41 @@ TEST(ParseJson, RejectsEmptyInput) {
   EXPECT_EQ(parse_error("").name(), "InvalidRequest");
 }
 
+// The runtime logs an invalid event's error before any task token in it is known as a secret, so
+// the message must say where and what is wrong without quoting the input.
+TEST(ParseJson, ErrorsSayWhereAndWhatWithoutQuotingTheInput) {
+  const std::string token = "AAAAKgAAAAIAAAAAAAAAAQSECRETxTOKENzzz";
+  struct Case {
+    std::string text;
+    std::string_view says;
+  };
+  const Case cases[] = {
+      {R"({"taskToken": ")" + token, "missing closing quote"},          // unterminated string
+      {R"({"taskToken": ")" + token + R"(\q"})", "invalid string"},     // bad escape
+      {R"({"taskToken": ")" + token + "\x01\"}", "control character"},  // unescaped control
+      {R"({"taskToken": ")" + token + "\xff\"}", "UTF-8"},              // invalid UTF-8
+      {R"({"taskToken": )" + token + "}", "invalid literal"},           // unquoted
+      {R"({"taskToken": ")" + token + R"(" "x": 1})", "expected '}'"},  // missing comma
+      {R"({"taskToken": -)" + token + "}", "invalid number"},
+      // Input that mimics nlohmann's own message must not smuggle text through it.
+      {R"({"taskToken": ")" + token + "'; expected " + token, "missing closing quote"},
+  };
+  for (const auto& c : cases) {
+    Error e = parse_error(c.text);
+    EXPECT_EQ(e.name(), "InvalidRequest");
+    EXPECT_EQ(e.message().find("SECRET"), std::string::npos) << e.message();
+    EXPECT_EQ(e.message().find("last read"), std::string::npos) << e.message();
+    EXPECT_NE(e.message().find("the event is not valid JSON at byte "), std::string::npos)
+        << e.message();
+    EXPECT_NE(e.message().find(c.says), std::string::npos) << e.message();
+  }
+}
+
+TEST(ParseJson, ErrorsGiveTheBytePositionAndLine) {
+  Error e = parse_error("{\n  \"a\": tru }");
+  EXPECT_NE(e.message().find("at byte 13 (line 2, column "), std::string::npos) << e.message();
+}
+
 TEST(DumpJson, ReplacesInvalidUtf8InsteadOfThrowing) {
   Json value = std::string("bad \xff byte");
   EXPECT_EQ(dump_json(value), "\"bad \xEF\xBF\xBD byte\"");
