@@ -111,11 +111,14 @@ Json event_record(const Json& message, const MappingConfig& mapping) {
 
 std::optional<std::set<std::string>> batch_item_failures(std::string_view response,
                                                          const std::set<std::string>& batch_ids) {
+  if (response.find_first_not_of(" \t\r\n") == std::string_view::npos) {
+    return std::set<std::string>{};  // no answer at all: the batch succeeded
+  }
   Json answer;
   try {
     answer = parse_json(response, "response", "InvalidResponse");
   } catch (const Error&) {
-    return std::set<std::string>{};
+    return std::nullopt;  // an answer that is not JSON could be hiding failures
   }
   if (!answer.is_object()) return std::set<std::string>{};
   auto failures = answer.find("batchItemFailures");
@@ -365,8 +368,8 @@ class EventSourcePollers::Impl {
       auto failures = batch_item_failures(result.payload, ids);
       if (!failures) {
         spdlog::warn(
-            "event sources: {} -> {}: the batchItemFailures answer is malformed, so the "
-            "whole batch of {} is retried: {}",
+            "event sources: {} -> {}: the answer is not JSON or its batchItemFailures is "
+            "malformed, so the whole batch of {} is retried: {}",
             mapping.queue_name, mapping.function_arn, messages.size(),
             result.payload.substr(0, 300));
         return;

@@ -45,10 +45,11 @@ class EventSourcePollers {
 };
 
 // Reads a function's answer to an SQS batch under ReportBatchItemFailures: the message ids to
-// keep (retry), or nullopt when the whole batch counts as failed. As Lambda does: no answer, a
-// non-object, or a null/empty batchItemFailures is full success; a batchItemFailures that is not
-// a list, or an entry whose itemIdentifier is missing, null, empty, not a string or not a message
-// of the batch, fails the whole batch.
+// keep (retry), or nullopt when the whole batch counts as failed. As Lambda does: no answer
+// (empty or blank), JSON that is not an object (`null` among them), or a null/empty
+// batchItemFailures is full success; an answer that is not valid JSON, a batchItemFailures that
+// is not a list, or an entry whose itemIdentifier is missing, null, empty, not a string or not a
+// message of the batch, fails the whole batch.
 std::optional<std::set<std::string>> batch_item_failures(std::string_view response,
                                                          const std::set<std::string>& batch_ids);
 

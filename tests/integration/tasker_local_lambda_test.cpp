@@ -1,7 +1,8 @@
 // tasker-local's Lambda, as a function's author meets it: a small custom runtime (Python, speaking
 // the Runtime API) deployed into moto and invoked through the edge. Environment and Runtime API
 // headers, warm reuse, concurrency, timeouts, crashes, error posts, init errors, code from S3, a
-// configuration change, and a zip without bootstrap.
+// configuration change, a zip without bootstrap, and how an SQS event-source mapping reads the
+// function's answer under ReportBatchItemFailures.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -15,7 +16,9 @@
 #include <thread>
 #include <vector>
 
+#include "local/event_source.hpp"
 #include "rstasker/aws/http.hpp"
+#include "rstasker/aws/json_client.hpp"
 #include "rstasker/aws/sigv4.hpp"
 #include "rstasker/common/deadline.hpp"
 #include "rstasker/common/json.hpp"
@@ -60,6 +63,14 @@ while True:
         event = json.loads(answer.read())
     request_id = headers["Lambda-Runtime-Aws-Request-Id"]
     print("handling", request_id, flush=True)
+    if event.get("Records"):
+        # An SQS batch (event-source mapping): the first record's body is the answer, sent as it
+        # is, JSON or not.
+        print("batch of", len(event["Records"]), "answered", event["Records"][0]["body"], flush=True)
+        urllib.request.urlopen(urllib.request.Request(
+            api + "/invocation/" + request_id + "/response",
+            data=event["Records"][0]["body"].encode(), method="POST")).read()
+        continue
     if event.get("sleep"):
         time.sleep(event["sleep"])
     if event.get("crash"):
@@ -360,6 +371,82 @@ TEST_F(TaskerLocalLambdaTest, AConfigurationChangeRetiresTheWarmInstances) {
   }
   EXPECT_EQ(after.at("env").at("GREETING"), "after");
   EXPECT_NE(after.at("pid"), before.at("pid"));
+}
+
+// Under ReportBatchItemFailures, as Lambda documents it: no answer, null, an empty or null
+// batchItemFailures is a complete success; an answer that is not JSON, or a malformed entry, is a
+// complete failure.
+TEST(BatchItemFailures, AnswersAreReadAsLambdaReadsThem) {
+  const std::set<std::string> batch = {"m1", "m2"};
+  const std::set<std::string> none;
+  for (const char* success : {"", " \n", "null", "{}", R"({"batchItemFailures":[]})",
+                              R"({"batchItemFailures":null})", R"("done")"}) {
+    EXPECT_EQ(local::batch_item_failures(success, batch), none) << "'" << success << "'";
+  }
+  EXPECT_EQ(local::batch_item_failures(R"({"batchItemFailures":[{"itemIdentifier":"m2"}]})", batch),
+            std::set<std::string>{"m2"});
+  for (const char* failure :
+       {"not JSON", R"({"batchItemFailures":[{"itemIdentifier":"m2"})", "{'batchItemFailures': []}",
+        R"({"batchItemFailures":{}})", R"({"batchItemFailures":[{"itemIdentifier":""}]})",
+        R"({"batchItemFailures":[{"itemIdentifier":"m3"}]})",
+        R"({"batchItemFailures":[{"id":"m1"}]})"}) {
+    EXPECT_EQ(local::batch_item_failures(failure, batch), std::nullopt) << failure;
+  }
+}
+
+TEST_F(TaskerLocalLambdaTest, AnSqsBatchAnsweredWithInvalidJsonIsRetriedWhole) {
+  ASSERT_NO_FATAL_FAILURE(create_function("batches", 30));
+  aws::JsonClient sqs(aws::protocol::kSqs, aws::Endpoint{edge_, kRegion, "sqs"}, kKey, transport_,
+                      aws::RetryPolicy{.max_attempts = 1});
+  auto create_queue = [&](const std::string& name, const Json& attributes) {
+    return sqs.call("CreateQueue", {{"QueueName", name}, {"Attributes", attributes}}, {})
+        .at("QueueUrl")
+        .get<std::string>();
+  };
+  // A message whose batch failed comes back after a second and goes to the dead-letter queue at
+  // its second receive; a message whose batch succeeded is deleted and never gets there.
+  const std::string dlq = create_queue("batches-dlq", Json::object());
+  const std::string queue = create_queue(
+      "batches", {{"VisibilityTimeout", "1"},
+                  {"RedrivePolicy",
+                   Json({{"deadLetterTargetArn", "arn:aws:sqs:us-east-1:123456789012:batches-dlq"},
+                         {"maxReceiveCount", "1"}})
+                       .dump()}});
+  aws::HttpResponse mapping =
+      send(edge_, "POST", "/2015-03-31/event-source-mappings/",
+           Json({{"FunctionName", "batches"},
+                 {"EventSourceArn", "arn:aws:sqs:us-east-1:123456789012:batches"},
+                 {"BatchSize", 1},
+                 {"FunctionResponseTypes", {"ReportBatchItemFailures"}}})
+               .dump());
+  ASSERT_EQ(mapping.status / 100, 2) << mapping.body;
+
+  auto send_message = [&](const std::string& body) {
+    sqs.call("SendMessage", {{"QueueUrl", queue}, {"MessageBody", body}}, {});
+  };
+  send_message(R"({"batchItemFailures":[]})");  // success: deleted
+  send_message("this is not JSON");             // complete failure: kept, then dead-lettered
+  Json dead;
+  const auto give_up = Clock::now() + 60s;
+  while (!dead.contains("Messages") && Clock::now() < give_up) {
+    dead = sqs.call("ReceiveMessage",
+                    {{"QueueUrl", dlq}, {"MaxNumberOfMessages", 10}, {"WaitTimeSeconds", 2}}, {});
+  }
+  ASSERT_TRUE(dead.contains("Messages"))
+      << "the batch answered with invalid JSON was deleted, not retried\n"
+      << tasker_local_->log_tail();
+  ASSERT_EQ(dead.at("Messages").size(), 1u) << dead.dump();
+  EXPECT_EQ(dead.at("Messages")[0].at("Body"), "this is not JSON");
+  // The successful one is gone (not waiting in the queue, not dead-lettered).
+  Json left = sqs.call("GetQueueAttributes",
+                       {{"QueueUrl", queue},
+                        {"AttributeNames",
+                         {"ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"}}},
+                       {});
+  EXPECT_EQ(left.at("Attributes").at("ApproximateNumberOfMessages"), "0") << left.dump();
+  EXPECT_EQ(left.at("Attributes").at("ApproximateNumberOfMessagesNotVisible"), "0") << left.dump();
+  Json more = sqs.call("ReceiveMessage", {{"QueueUrl", dlq}, {"MaxNumberOfMessages", 10}}, {});
+  EXPECT_FALSE(more.contains("Messages")) << more.dump();
 }
 
 }  // namespace
