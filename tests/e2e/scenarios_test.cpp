@@ -15,8 +15,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <iomanip>
 #include <map>
 #include <memory>
 #include <set>
@@ -752,23 +754,64 @@ TEST_F(EndToEnd, Example_NamedParameters) {
 // --- The query runner (cfn/query-runner.yaml, seed 004) -----------------------------------------
 
 // The retry waits of a query-runner execution: the Wait states entered after a failed attempt
-// (the runner state then names the error and no running statement), in order, as
-// {waitSeconds, the attempt that failed, its error}.
+// (the runner state then names the error and no running statement), in order. The runner state
+// in the Wait state's input carries the exact values the step decided with: the jitter sleep it
+// drew (current.retryWait, unrounded), the whole seconds the Wait state waits, and the query's
+// tuning.
 struct RetryWait {
-  std::int64_t seconds;
-  int failed_attempt;
-  std::string error;
+  std::int64_t seconds;  // waitSeconds: what the Wait state waits
+  double retry_wait;     // current.retryWait: the drawn sleep, before rounding
+  double previous;       // current.retryWait of the runner state before: the previous sleep
+  double base_wait;      // the query's BaseWaitTime
+  double max_wait;       // the query's MaxWait
+  std::size_t index;     // the query
+  int failed_attempt;    // the attempt that failed
+  std::string error;     // its error
+  double entered = 0;    // WaitStateEntered and WaitStateExited times, epoch seconds
+  double exited = -1;
 };
+
+// A history event's timestamp in epoch seconds: moto gives ISO 8601 text with milliseconds
+// ("2024-03-05T10:20:30.123Z"), AWS's JSON protocol a number of seconds.
+double event_time(const Json& event) {
+  const Json& stamp = event.at("timestamp");
+  if (stamp.is_number()) return stamp.get<double>();
+  std::tm parts{};
+  double fraction = 0;
+  const std::string text = stamp.get<std::string>();
+  std::istringstream in(text);
+  in >> std::get_time(&parts, "%Y-%m-%dT%H:%M:%S");
+  if (in.fail()) throw std::runtime_error("unreadable history timestamp " + text);
+  if (in.peek() == '.') in >> fraction;  // ".123"
+  return static_cast<double>(timegm(&parts)) + fraction;
+}
+
 std::vector<RetryWait> retry_waits(const Execution& run) {
   std::vector<RetryWait> waits;
+  bool in_retry_wait = false;
+  std::map<std::size_t, double> last_retry_wait;  // per query: current.retryWait last seen
   for (const Json& event : run.history) {
-    if (event.value("type", "") != "WaitStateEntered") continue;
+    const std::string type = event.value("type", "");
+    if (type == "WaitStateExited" && in_retry_wait) {
+      waits.back().exited = event_time(event);
+      in_retry_wait = false;
+    }
+    if (type != "WaitStateEntered") continue;
     const Json input = Json::parse(event.at("stateEnteredEventDetails").value("input", "{}"));
     const Json& current = input.at("current");
+    const std::size_t index = current.at("index").get<std::size_t>();
+    const double retry_wait = current.at("retryWait").get<double>();
     if (current.value("statementId", "").empty() && current.contains("lastError")) {
-      waits.push_back({input.at("waitSeconds").get<std::int64_t>(),
-                       current.at("attempt").get<int>(), current.at("lastError")});
+      const Json& query = input.at("queries").at(index);
+      const double base_wait = query.at("BaseWaitTime").get<double>();
+      const auto seen = last_retry_wait.find(index);
+      waits.push_back({input.at("waitSeconds").get<std::int64_t>(), retry_wait,
+                       seen == last_retry_wait.end() ? base_wait : seen->second, base_wait,
+                       query.at("MaxWait").get<double>(), index, current.at("attempt").get<int>(),
+                       current.at("lastError"), event_time(event)});
+      in_retry_wait = true;
     }
+    last_retry_wait[index] = retry_wait;
   }
   return waits;
 }
@@ -785,22 +828,31 @@ TEST_F(EndToEnd, QueryRunner_RetriesAMatchingErrorAfterJitteredWaitsAndSucceeds)
   EXPECT_EQ(statements.size(), 3u) << run.output.dump();
 
   // Each failure was followed by a Wait of the decorrelated-jitter length before the query ran
-  // again: between BaseWaitTime and MaxWait (whole seconds), and never above 3x the previous one.
+  // again. Checked on the exact values the runner state carries: the sleep drawn is
+  // min(MaxWait, uniform(BaseWaitTime, max(BaseWaitTime, previous sleep x 3))), where the
+  // previous sleep (unrounded) starts at BaseWaitTime for each query, and the Wait state waits it
+  // rounded to whole seconds (never above MaxWait).
   const std::vector<RetryWait> waits = retry_waits(run);
   ASSERT_EQ(waits.size(), 2u) << run.history.dump();
-  double previous = kRunnerBaseWait;
   for (std::size_t i = 0; i < waits.size(); ++i) {
-    EXPECT_EQ(waits[i].failed_attempt, static_cast<int>(i + 1));
-    EXPECT_NE(waits[i].error.find("division by zero"), std::string::npos) << waits[i].error;
-    EXPECT_GE(waits[i].seconds, kRunnerBaseWait);
-    EXPECT_LE(waits[i].seconds, std::min<double>(kRunnerMaxWait, std::round(previous * 3)));
-    previous = static_cast<double>(waits[i].seconds);
+    const RetryWait& w = waits[i];
+    EXPECT_EQ(w.index, 1u);
+    EXPECT_EQ(w.failed_attempt, static_cast<int>(i + 1));
+    EXPECT_NE(w.error.find("division by zero"), std::string::npos) << w.error;
+    EXPECT_EQ(w.base_wait, kRunnerBaseWait);
+    EXPECT_EQ(w.max_wait, kRunnerMaxWait);
+    EXPECT_EQ(w.previous, i == 0 ? w.base_wait : waits[i - 1].retry_wait) << "wait " << i;
+    EXPECT_GE(w.retry_wait, w.base_wait) << "wait " << i;
+    EXPECT_LE(w.retry_wait, std::min(w.max_wait, std::max(w.base_wait, w.previous * 3)))
+        << "wait " << i << " after a sleep of " << w.previous;
+    EXPECT_EQ(w.seconds,
+              std::min(std::llround(w.retry_wait), static_cast<long long>(std::floor(w.max_wait))))
+        << "wait " << i << " drew " << w.retry_wait;
+    // The Wait state really waited (its history timestamps have millisecond granularity).
+    ASSERT_GE(w.exited, 0) << "wait " << i << " never exited";
+    EXPECT_GE(w.exited - w.entered, static_cast<double>(w.seconds) - 0.001)
+        << "wait " << i << " of " << w.seconds << " s ended early";
   }
-  // The Wait states really waited: the execution's history shows the time pass.
-  const auto retry_wait_states =
-      std::count_if(run.history.begin(), run.history.end(),
-                    [](const Json& e) { return e.value("type", "") == "WaitStateExited"; });
-  EXPECT_GE(static_cast<std::size_t>(retry_wait_states), waits.size());
   EXPECT_EQ(sql_value(stack(), "select last_value from e2e_runner_attempts"), "3");
 }
 
