@@ -3,10 +3,16 @@ executions on a deployed local stack, waits for them, and prints one table row p
 what it shows, the states it went through, and how it ended.
 
 Usage: demo.py STATE_DIR   (the local stack's state directory; its env file and stacks/*.env)
+       demo.py --query-runner-input   (print the input a run gives the query runner; the e2e
+                                       tests start it twice on one database)
+
+Every run names what it creates after its own run id, so the demo can run again on a stack that
+was kept (RSTASKER_DEMO_KEEP=1).
 """
 
 import json
 import os
+import secrets
 import sys
 import time
 
@@ -37,9 +43,20 @@ def clients(env):
     )
 
 
-def runs(examples, runner_arn):
+def new_run_id():
+    """Names this run's executions and database objects: unique per run."""
+    return time.strftime("%H%M%S") + "_" + secrets.token_hex(3)
+
+
+def query_runner_input(run_id):
+    """Three queries; the second fails twice (division by zero, which the runner retries)."""
+    sequence = f"demo_attempts_{run_id}"
+    attempts = f"select 1 / (case when nextval('{sequence}') >= 3 then 1 else 0 end) as ok"
+    return [f"create sequence {sequence}", attempts, "select 3"]
+
+
+def runs(examples, runner_arn, run_id):
     """(label, what it shows, state machine, input) for every execution of the demo."""
-    attempts = "select 1 / (case when nextval('demo_attempts') >= 3 then 1 else 0 end) as ok"
     return [
         ("single_success", "one statement, called back", examples["SINGLE_SUCCESS_ARN"], {}),
         ("single_failure", "SQL error caught as FAILED", examples["SINGLE_FAILURE_ARN"], {}),
@@ -64,7 +81,7 @@ def runs(examples, runner_arn):
             "query_runner",
             "3 queries, 2nd retried twice",
             runner_arn,
-            ["create sequence demo_attempts", attempts, "select 3"],
+            query_runner_input(run_id),
         ),
         (
             "query_runner_no_match",
@@ -125,6 +142,9 @@ def outcome_of(described):
 
 
 def main():
+    if sys.argv[1:] == ["--query-runner-input"]:
+        print(json.dumps(query_runner_input(new_run_id())))
+        return
     state_dir = sys.argv[1]
     env = read_env(os.path.join(state_dir, "env"))
     examples = read_env(os.path.join(state_dir, "stacks", "demo-examples.env"))
@@ -132,10 +152,10 @@ def main():
     sfn, lambda_client = clients(env)
 
     started = []
-    stamp = time.strftime("%H%M%S")
-    for label, what, machine, payload in runs(examples, runner["STATE_MACHINE_ARN"]):
+    run_id = new_run_id()
+    for label, what, machine, payload in runs(examples, runner["STATE_MACHINE_ARN"], run_id):
         arn = sfn.start_execution(
-            stateMachineArn=machine, name=f"demo-{label}-{stamp}", input=json.dumps(payload)
+            stateMachineArn=machine, name=f"demo-{label}-{run_id}", input=json.dumps(payload)
         )["executionArn"]
         started.append((label, what, arn))
 

@@ -189,6 +189,20 @@ std::vector<std::string> creation_order(const Json& resources) {
   return order;
 }
 
+// The input scripts/lib/demo.py gives the query runner in a run of the demo.
+Json demo_query_runner_input() {
+  const std::filesystem::path out = binary_dir() / "e2e-demo-query-runner-input.json";
+  ProcessOptions options;
+  options.argv = {"python3", (source_dir() / "scripts" / "lib" / "demo.py").string(),
+                  "--query-runner-input"};
+  options.log_file = out;
+  options.log_command_line = false;
+  if (run_to_completion(options) != 0) {
+    throw std::runtime_error("demo.py --query-runner-input failed: " + read_file(out));
+  }
+  return Json::parse(read_file(out));
+}
+
 // Brings the stack up once for the binary, deploys the examples and starts every execution.
 class StackEnvironment : public ::testing::Environment {
  public:
@@ -261,6 +275,11 @@ class StackEnvironment : public ::testing::Environment {
             {"select 1 as first", "select * from e2e_runner_no_such_table", "select 3"});
       start("runner_no_retries", runner,
             {{{"ExecuteStatementParameters", "select 1 / 0"}, {"MaxRetries", 0}}});
+      // The demo's query-runner input, as two runs of scripts/demo give it, on one database:
+      // what a rerun of the demo on a kept stack (RSTASKER_DEMO_KEEP=1) does.
+      for (const char* run : {"demo_runner_first_run", "demo_runner_second_run"}) {
+        start(run, runner, demo_query_runner_input());
+      }
       start("runner_callback", s.runner.at("CALLBACK_STATE_MACHINE_ARN"),
             {"create table e2e_runner_callback (n integer)",
              "insert into e2e_runner_callback values (7)"});
@@ -881,6 +900,15 @@ TEST_F(EndToEnd, QueryRunner_MaxRetriesZeroFailsAtOnce) {
   EXPECT_NE(cause.find("MaxRetries is 0"), std::string::npos) << cause;
   EXPECT_NE(cause.find("division by zero"), std::string::npos) << cause;
   EXPECT_TRUE(retry_waits(run).empty());
+}
+
+TEST_F(EndToEnd, Demo_QueryRunnerInputRunsAgainOnTheSameDatabase) {
+  for (const char* run : {"demo_runner_first_run", "demo_runner_second_run"}) {
+    Execution execution = finished(run);
+    EXPECT_EQ(execution.status, "SUCCEEDED") << run << ": " << execution.described.dump();
+    ASSERT_EQ(execution.output.size(), 3u) << run << ": " << execution.output.dump();
+    EXPECT_EQ(execution.output[1].value("Attempts", 0), 3) << run << ": retried twice";
+  }
 }
 
 TEST_F(EndToEnd, QueryRunner_CallbackFlavourRunsQueriesInOrder) {
