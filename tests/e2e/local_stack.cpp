@@ -133,6 +133,23 @@ int LocalStack::run_script(const std::vector<std::string>& args, std::string& ou
   return status;
 }
 
+std::map<std::string, int> LocalStack::recorded_pids() const {
+  std::map<std::string, int> pids;
+  auto first_line = [](const std::filesystem::path& file) {
+    std::istringstream in(slurp(file));
+    std::string line;
+    std::getline(in, line);
+    return line;
+  };
+  for (const char* name : {"watchdog", "moto", "tasker-local"}) {
+    const std::string pid = first_line(dir_ / (std::string(name) + ".pid"));
+    if (!pid.empty()) pids[name] = std::stoi(pid);
+  }
+  const std::string postmaster = first_line(dir_ / "pg" / "data" / "postmaster.pid");
+  if (!postmaster.empty()) pids["postgres"] = std::stoi(postmaster);
+  return pids;
+}
+
 void LocalStack::read_env_file() {
   env_ = parse_assignments(slurp(dir_ / "env"));
   if (env_.empty()) throw std::runtime_error("no environment file at " + (dir_ / "env").string());

@@ -68,10 +68,16 @@ class LocalStack {
   // Everything the tasker function's instances have written so far (one file per instance).
   std::string function_logs() const;
 
- private:
-  // Runs scripts/local-stack with `args`; its exit status, its output in `output`.
+  // Runs scripts/local-stack with `args` on this stack (its state directory and settings, as the
+  // constructor does); its exit status, its output in `output`.
   int run_script(const std::vector<std::string>& args, std::string& output,
-                 std::chrono::seconds timeout) const;
+                 std::chrono::seconds timeout = std::chrono::seconds(120)) const;
+
+  // The processes the state directory records, by name: "watchdog", "moto", "tasker-local" (their
+  // pid files) and "postgres" (the postmaster, from PostgreSQL's postmaster.pid).
+  std::map<std::string, int> recorded_pids() const;
+
+ private:
   void read_env_file();
 
   std::filesystem::path dir_;

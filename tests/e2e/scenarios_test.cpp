@@ -4,12 +4,16 @@
 // (both flavours), state machines the test writes itself, and CloudFormation custom resources
 // (cfn/examples/custom-resources.yaml among them) answered on a local response URL. Every outcome
 // is read back the way a user would: executions through the Step Functions API at the edge,
-// statement results through the tasker function, database state through the Data API.
+// statement results through the tasker function, database state through the Data API. And
+// scripts/local-stack itself: `up` on a running stack changes nothing; at the end (the
+// environment's TearDown), `up` after moto died forgets the stacks that died with it, and `down`
+// leaves no process of the stack behind.
 //
 // The Step Functions executions are all started when the stack is up, so they run at the same
 // time while the custom-resource tests (which run first) do their work; each test then waits for
 // its own execution.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -203,6 +207,58 @@ Json demo_query_runner_input() {
   return Json::parse(read_file(out));
 }
 
+// After moto died under a deployed stack: `up` starts moto (and tasker-local) afresh, and the
+// environment no longer advertises the stacks that died with the old moto.
+void expect_up_forgets_the_stacks_of_a_dead_moto(LocalStack& stack) {
+  const auto pids = stack.recorded_pids();
+  ASSERT_TRUE(pids.contains("moto"));
+  ASSERT_EQ(::kill(-pids.at("moto"), SIGKILL), 0) << "moto's process group";
+  ASSERT_TRUE(await_process_exit(pids.at("moto"), 10s)) << "moto survived SIGKILL";
+  std::string output;
+  ASSERT_EQ(stack.run_script({"up"}, output), 0) << output;
+  EXPECT_NE(output.find("started moto"), std::string::npos) << output;
+  const std::string env = read_file(stack.dir() / "env");
+  for (const char* stale : {"TASKER_FUNCTION_ARN=", "TASKER_STACK_NAME=", "TASKER_QUEUE_URL="}) {
+    EXPECT_EQ(env.find(stale), std::string::npos) << stale << " is still in the env file:\n" << env;
+  }
+  EXPECT_NE(env.find("AWS_ENDPOINT_URL="), std::string::npos) << env;
+  EXPECT_FALSE(std::filesystem::exists(stack.dir() / "outputs"));
+  EXPECT_FALSE(std::filesystem::exists(stack.dir() / "stacks"));
+}
+
+// `down` stops every process of the stack: those it recorded, and any other whose command line
+// or working directory names the state directory (function instances, PostgreSQL's backends),
+// and moto and tasker-local by their ports.
+void expect_down_leaves_no_process(LocalStack& stack) {
+  const auto pids = stack.recorded_pids();
+  for (const char* name : {"watchdog", "moto", "tasker-local", "postgres"}) {
+    EXPECT_TRUE(pids.contains(name)) << "no " << name << " recorded before down";
+  }
+  std::map<std::string, std::string> ports;
+  {
+    std::istringstream lines(read_file(stack.dir() / "ports"));
+    for (std::string line; std::getline(lines, line);) {
+      if (auto eq = line.find('='); eq != std::string::npos) {
+        ports[line.substr(0, eq)] = line.substr(eq + 1);
+      }
+    }
+  }
+  EXPECT_EQ(stack.down(), 0) << "scripts/local-stack down failed";
+  for (const auto& [name, pid] : pids) {
+    EXPECT_TRUE(await_process_exit(pid, 5s)) << name << " (pid " << pid << ") runs after down";
+  }
+  const std::vector<std::string> marks = {
+      stack.dir().string(), "moto_launcher.py -H 127.0.0.1 -p " + ports["moto_port"] + " ",
+      "--port " + ports["edge_port"] + " --moto-url"};
+  for (const std::string& mark : marks) {
+    for (pid_t pid : processes_mentioning(mark)) {
+      EXPECT_TRUE(await_process_exit(pid, 5s))
+          << "process " << pid << " (" << read_file("/proc/" + std::to_string(pid) + "/cmdline")
+          << ") mentions '" << mark << "' and runs after down";
+    }
+  }
+}
+
 // Brings the stack up once for the binary, deploys the examples and starts every execution.
 class StackEnvironment : public ::testing::Environment {
  public:
@@ -296,7 +352,9 @@ class StackEnvironment : public ::testing::Environment {
     Shared& s = shared();
     if (!s.stack) return;
     const std::filesystem::path logs = s.stack->dir() / "logs";
-    EXPECT_EQ(s.stack->down(), 0) << "scripts/local-stack down failed";
+    // Last, as they end the deployed stack: a moto restarted by `up`, then `down`.
+    expect_up_forgets_the_stacks_of_a_dead_moto(*s.stack);
+    expect_down_leaves_no_process(*s.stack);
     s.stack.reset();
     // The function ran as this build's binary: under ASan + UBSan any report in its output (or
     // tasker-local's, which also checks for leaks when it stops) is a failure of the product.
@@ -993,6 +1051,21 @@ TEST_F(EndToEnd, AnyStateMachine_FailedBatchCommitsNothing) {
   EXPECT_NE(cause.value("error", "").find("division by zero"), std::string::npos) << cause.dump();
   EXPECT_EQ(sql_value(stack(), "select to_regclass('e2e_batch_rolled_back') is null"), "true")
       << "the table of the failed batch's first statement was committed";
+}
+
+// --- scripts/local-stack ------------------------------------------------------------------------
+
+TEST_F(EndToEnd, LocalStack_UpWhenUpChangesNothing) {
+  const std::string ports = read_file(stack().dir() / "ports");
+  const std::string env = read_file(stack().dir() / "env");
+  const auto pids = stack().recorded_pids();
+  std::string output;
+  ASSERT_EQ(stack().run_script({"up"}, output), 0) << output;
+  EXPECT_NE(output.find("already up"), std::string::npos) << output;
+  EXPECT_EQ(read_file(stack().dir() / "ports"), ports);
+  EXPECT_EQ(stack().recorded_pids(), pids) << "a process was restarted";
+  EXPECT_EQ(read_file(stack().dir() / "env"), env);
+  for (const auto& [name, pid] : pids) EXPECT_TRUE(process_alive(pid)) << name;
 }
 
 }  // namespace

@@ -5,17 +5,21 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pwd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <stdexcept>
 #include <system_error>
@@ -107,6 +111,55 @@ std::filesystem::path test_log_dir() {
   auto dir = binary_dir() / "test-logs";
   std::filesystem::create_directories(dir);
   return dir;
+}
+
+bool process_alive(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  // "<pid> (<comm>) <state> ...": the command may hold spaces and parentheses, the state follows
+  // the last ')'.
+  const auto paren = line.rfind(')');
+  return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] != 'Z' &&
+         line[paren + 2] != 'X';
+}
+
+bool await_process_exit(pid_t pid, std::chrono::milliseconds timeout) {
+  const int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) return errno == ESRCH || !process_alive(pid);
+  // A pidfd becomes readable when the process exits (zombie or reaped).
+  pollfd watched{fd, POLLIN, 0};
+  int ready;
+  do {
+    ready = ::poll(&watched, 1, static_cast<int>(timeout.count()));
+  } while (ready < 0 && errno == EINTR);
+  ::close(fd);
+  return ready > 0 || !process_alive(pid);
+}
+
+std::vector<pid_t> processes_mentioning(const std::string& text) {
+  std::vector<pid_t> found;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", error)) {
+    const std::string name = entry.path().filename();
+    if (name.empty() || !std::all_of(name.begin(), name.end(),
+                                     [](unsigned char c) { return std::isdigit(c) != 0; })) {
+      continue;
+    }
+    const pid_t pid = static_cast<pid_t>(std::stol(name));
+    if (pid == ::getpid()) continue;
+    std::ifstream in(entry.path() / "cmdline", std::ios::binary);
+    std::string command_line((std::istreambuf_iterator<char>(in)),
+                             std::istreambuf_iterator<char>());
+    std::replace(command_line.begin(), command_line.end(), '\0', ' ');
+    std::error_code no_cwd;
+    const std::string cwd = std::filesystem::read_symlink(entry.path() / "cwd", no_cwd).string();
+    if ((command_line.find(text) != std::string::npos || cwd.find(text) != std::string::npos) &&
+        process_alive(pid)) {
+      found.push_back(pid);
+    }
+  }
+  return found;
 }
 
 bool servers_required() {

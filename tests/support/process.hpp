@@ -99,6 +99,18 @@ std::unique_ptr<Process> start_server(const std::function<ProcessOptions(int por
                                       int& port, std::chrono::milliseconds timeout,
                                       int attempts = 3);
 
+// Whether process `pid` (any process, not only a child) exists and has not exited: a zombie
+// waiting for its parent to reap it counts as gone.
+bool process_alive(pid_t pid);
+
+// Waits up to `timeout` for process `pid` (any process) to exit, through a pidfd; whether it is
+// gone (true at once when there is no such process).
+bool await_process_exit(pid_t pid, std::chrono::milliseconds timeout);
+
+// The processes alive (see process_alive) whose command line or working directory contains
+// `text`, this process excepted.
+std::vector<pid_t> processes_mentioning(const std::string& text);
+
 // Where test logs go: <build>/test-logs (created on first use).
 std::filesystem::path test_log_dir();
 
