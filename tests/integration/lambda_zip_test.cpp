@@ -1,21 +1,29 @@
 // The Lambda zip (target lambda-zip) works on its own: unpacked into an otherwise empty root that
-// holds nothing but the zip and a static shell, its bootstrap answers the Runtime API. That is
-// what a Debian-built zip needs to run on Amazon Linux 2023.
+// holds nothing but the zip and a static shell, its bootstrap answers the Runtime API, and loads
+// its bundled libcurl to call an AWS endpoint. That is what a Debian-built zip needs to run on
+// Amazon Linux 2023.
 #include <elf.h>
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "rstasker/common/json.hpp"
 #include "support/paths.hpp"
 #include "support/process.hpp"
 #include "support/runtime_api_server.hpp"
+
+// httplib includes <resolv.h>, whose `#define p_type __p_type` would rename Elf64_Phdr's member.
+#undef p_type
 
 #ifndef RSTASKER_LAMBDA_ZIP
 #define RSTASKER_LAMBDA_ZIP ""
@@ -48,6 +56,64 @@ bool is_static_elf(const fs::path& path) {
   }
   return true;
 }
+
+// A Redshift Data API endpoint on a loopback port that knows no statement: every call is answered
+// 400 ResourceNotFoundException, as the real API answers DescribeStatement of an unknown id.
+class UnknownStatementEndpoint {
+ public:
+  UnknownStatementEndpoint() {
+    server_.Post("/", [this](const httplib::Request& request, httplib::Response& response) {
+      {
+        std::lock_guard lock(mutex_);
+        targets_.push_back(request.get_header_value("X-Amz-Target"));
+        signed_ = signed_ && request.get_header_value("Authorization").starts_with("AWS4-HMAC");
+      }
+      response.status = 400;
+      response.set_content(R"({"__type":"com.amazonaws.redshiftdata#ResourceNotFoundException",)"
+                           R"("Message":"Query does not exist."})",
+                           "application/x-amz-json-1.1");
+    });
+    server_.Get("/ready", [](const httplib::Request&, httplib::Response& response) {
+      response.set_content("ready", "text/plain");
+    });
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    if (port_ <= 0) throw std::runtime_error("cannot bind a port on 127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    // httplib::Server::stop() does nothing until the accept loop runs; one answered request
+    // proves it does, so the destructor's stop() cannot be lost.
+    httplib::Client probe("127.0.0.1", port_);
+    if (!probe.Get("/ready")) {
+      server_.stop();
+      thread_.join();
+      throw std::runtime_error("the fake Data API endpoint did not start");
+    }
+  }
+  ~UnknownStatementEndpoint() {
+    server_.stop();
+    thread_.join();
+  }
+  UnknownStatementEndpoint(const UnknownStatementEndpoint&) = delete;
+  UnknownStatementEndpoint& operator=(const UnknownStatementEndpoint&) = delete;
+
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  // The X-Amz-Target of every request so far; whether all of them were SigV4-signed.
+  std::vector<std::string> targets() const {
+    std::lock_guard lock(mutex_);
+    return targets_;
+  }
+  bool all_signed() const {
+    std::lock_guard lock(mutex_);
+    return signed_;
+  }
+
+ private:
+  httplib::Server server_;
+  int port_ = 0;
+  std::thread thread_;
+  mutable std::mutex mutex_;
+  std::vector<std::string> targets_;
+  bool signed_ = true;
+};
 
 std::string output_of(ProcessOptions options, int* status) {
   options.log_command_line = false;
@@ -160,8 +226,10 @@ TEST_F(LambdaZip, AnswersAnInvocationInARootHoldingOnlyTheZipAndAStaticShell) {
   EXPECT_TRUE(out.starts_with("redshift-tasker ")) << out;
 
   // The runtime loop against the fake Runtime API (same network namespace: 127.0.0.1 works). The
-  // configuration is complete, and the events are refused before any AWS call.
+  // configuration is complete. The first two events are refused before any AWS call; the third
+  // calls the Data API, so the bundled libcurl is loaded (lazily, at the first AWS call) and used.
   RuntimeApiServer api;
+  UnknownStatementEndpoint data_api;
   FakeInvocation bad_action;
   bad_action.request_id = "bad-action";
   bad_action.payload = R"({"action":"noSuchAction"})";
@@ -170,6 +238,11 @@ TEST_F(LambdaZip, AnswersAnInvocationInARootHoldingOnlyTheZipAndAStaticShell) {
   not_json.request_id = "not-json";
   not_json.payload = "this is not JSON";
   api.enqueue(not_json);
+  FakeInvocation aws_call;
+  aws_call.request_id = "aws-call";
+  aws_call.payload =
+      R"({"action":"describeStatement","statementId":"6c1d3e8a-2f4b-4c5d-9e6f-7a8b9c0d1e2f"})";
+  api.enqueue(aws_call);
   std::vector<std::string> argv = {env->string(),
                                    "-i",
                                    "AWS_LAMBDA_RUNTIME_API=" + api.address(),
@@ -180,6 +253,7 @@ TEST_F(LambdaZip, AnswersAnInvocationInARootHoldingOnlyTheZipAndAStaticShell) {
                                    "AWS_REGION=us-east-1",
                                    "AWS_ACCESS_KEY_ID=AKIDEXAMPLE",
                                    "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                                   "AWS_ENDPOINT_URL=" + data_api.url(),
                                    "LOG_LEVEL=INFO"};
   argv.insert(argv.end(), isolate.begin(), isolate.end());
   argv.push_back("/bootstrap");
@@ -193,6 +267,18 @@ TEST_F(LambdaZip, AnswersAnInvocationInARootHoldingOnlyTheZipAndAStaticShell) {
     Json body = Json::parse(outcome->body);
     EXPECT_EQ(body.value("errorType", ""), "InvalidRequest") << outcome->body;
   }
+  // The AWS call reached the endpoint and its answer came back: the endpoint's error, not a
+  // ConfigurationError about a library that cannot be loaded.
+  auto outcome = api.wait_for_outcome("aws-call", 20s);
+  ASSERT_TRUE(outcome.has_value()) << "no answer to aws-call; log:\n" << function.log_tail();
+  EXPECT_EQ(outcome->kind, PostedOutcome::Kind::kError) << outcome->body;
+  EXPECT_EQ(outcome->error_type, "ResourceNotFoundException") << outcome->body << "\n"
+                                                              << function.log_tail();
+  EXPECT_NE(Json::parse(outcome->body).value("errorMessage", "").find("Query does not exist."),
+            std::string::npos)
+      << outcome->body;
+  EXPECT_EQ(data_api.targets(), std::vector<std::string>{"RedshiftData.DescribeStatement"});
+  EXPECT_TRUE(data_api.all_signed());
   EXPECT_FALSE(api.wait_for_init_error(0ms).has_value());
   EXPECT_TRUE(function.is_running()) << function.log_tail();
   function.stop();
