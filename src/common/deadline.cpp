@@ -35,8 +35,15 @@ std::int64_t Deadline::epoch_ms() const {
 }
 
 Deadline Deadline::capped(std::chrono::milliseconds duration) const {
-  auto other = Clock::now() + duration;
-  return Deadline(std::min(at_, other));
+  // Also keeps `now + duration` from overflowing the clock for huge durations.
+  if (duration >= remaining()) return *this;
+  return Deadline(Clock::now() + std::max(duration, std::chrono::milliseconds(0)));
+}
+
+Deadline Deadline::with_reserve(std::chrono::milliseconds reserve) const {
+  if (unbounded()) return *this;
+  auto kept = std::clamp(reserve, std::chrono::milliseconds(0), remaining() / 4);
+  return Deadline(at_ - kept);
 }
 
 std::int64_t now_epoch_ms() {

@@ -2,24 +2,55 @@
 // and retries with capped exponential backoff and full jitter, bounded by the call's deadline.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "rstasker/aws/credentials.hpp"
 #include "rstasker/aws/endpoints.hpp"
 #include "rstasker/aws/http.hpp"
 #include "rstasker/aws/sigv4.hpp"
+#include "rstasker/common/deadline.hpp"
 #include "rstasker/common/error.hpp"
 #include "rstasker/common/json.hpp"
 
 namespace rstasker::aws {
 
-// Per-call context: when the work must end and the X-Ray trace to forward.
+// Time an invocation keeps back before its hard deadline (when Lambda stops the sandbox): calls
+// made for the work give up this much earlier, so a hung call still leaves time to clean up and
+// to report the outcome. Deadline::with_reserve caps it for very short deadlines.
+inline constexpr std::chrono::milliseconds kInvocationReserve{1000};
+
+// Time cleanup after a failure (releasing a lock, recording a failed start) may take even when
+// the work deadline has already passed; never more than what is left before the hard deadline.
+inline constexpr std::chrono::milliseconds kCleanupBudget{2000};
+
+// Per-call context: when the work must end, when the invocation ends, and the X-Ray trace to
+// forward.
 struct CallContext {
+  // When calls made for the work must be finished; every AWS call and retry respects it.
   Deadline deadline = Deadline::none();
   std::string trace_id;  // forwarded as X-Amzn-Trace-Id when non-empty
+  // When the invocation is stopped (Lambda's deadline); never earlier than `deadline`. Only
+  // for_cleanup() uses the time between the two. Unbounded when unknown.
+  Deadline hard_deadline = Deadline::none();
+
+  // The context of an invocation that must end by `hard`: work gets `hard` less
+  // kInvocationReserve (at most a quarter of the time left), the rest is kept for cleanup.
+  static CallContext for_invocation(Deadline hard, std::string trace_id = {}) {
+    return CallContext{hard.with_reserve(kInvocationReserve), std::move(trace_id), hard};
+  }
+
+  // The context for cleanup after a failure, which must run even when the failure was the work
+  // deadline passing: its deadline is the later of `deadline` and kCleanupBudget from now, but
+  // never past `hard_deadline`. The trace id is kept.
+  CallContext for_cleanup() const {
+    Deadline cleanup = hard_deadline.capped(std::max(deadline.remaining(), kCleanupBudget));
+    return CallContext{cleanup, trace_id, hard_deadline};
+  }
 };
 
 struct JsonProtocol {

@@ -26,6 +26,11 @@ class Deadline {
   std::int64_t epoch_ms() const;
   // The earlier of this deadline and `duration` from now.
   Deadline capped(std::chrono::milliseconds duration) const;
+  // This deadline brought forward by `reserve`, so that time is left after work that respects
+  // it (for cleanup, for reporting the outcome). The reserve is at most a quarter of the time
+  // left, so a short deadline still leaves most of its time for the work. Unbounded stays
+  // unbounded; an expired deadline stays expired.
+  Deadline with_reserve(std::chrono::milliseconds reserve) const;
 
  private:
   explicit Deadline(Clock::time_point at) : at_(at) {}
