@@ -19,8 +19,7 @@ class JsonRedshiftData final : public RedshiftData {
       : client_(std::move(client)) {}
 
   Json execute(const ExecuteRequest& request, const aws::CallContext& context) override {
-    const char* operation = request.sqls.size() > 1 ? "BatchExecuteStatement" : "ExecuteStatement";
-    return client_->call(operation, execute_request_body(request), context);
+    return client_->call(execute_operation(request), execute_request_body(request), context);
   }
 
   Json describe_statement(const std::string& id, const aws::CallContext& context) override {
@@ -52,10 +51,18 @@ class JsonRedshiftData final : public RedshiftData {
 
 }  // namespace
 
+bool is_batch(const ExecuteRequest& request) {
+  return request.batch || request.sqls.size() > 1;
+}
+
+std::string_view execute_operation(const ExecuteRequest& request) {
+  return is_batch(request) ? "BatchExecuteStatement" : "ExecuteStatement";
+}
+
 Json execute_request_body(const ExecuteRequest& request) {
   Json body = Json::object();
   add_target(body, request.target);
-  if (request.sqls.size() > 1) {
+  if (is_batch(request)) {
     body["Sqls"] = request.sqls;
   } else {
     body["Sql"] = request.sqls.empty() ? std::string() : request.sqls.front();

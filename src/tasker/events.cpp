@@ -5,6 +5,7 @@
 #include <array>
 #include <cctype>
 #include <set>
+#include <utility>
 
 #include "rstasker/common/error.hpp"
 #include "rstasker/common/text.hpp"
@@ -228,12 +229,13 @@ std::vector<services::SqlParameter> parse_sql_parameters(const Json& parameters,
       throw invalid_request(where + ": 'name' must be a non-empty string");
     }
     const auto& n = name->get_ref<const std::string&>();
-    bool identifier = std::all_of(n.begin(), n.end(),
-                                  [](unsigned char c) { return std::isalnum(c) || c == '_'; }) &&
-                      !std::isdigit(static_cast<unsigned char>(n.front()));
+    // The Data API's SqlParameter pattern, [0-9a-zA-Z_]+: a leading digit is allowed.
+    bool identifier = std::all_of(n.begin(), n.end(), [](unsigned char c) {
+      return (c < 0x80 && std::isalnum(c) != 0) || c == '_';
+    });
     if (!identifier) {
       throw invalid_request(where + ": name '" + n +
-                            "' must be letters, digits and underscores, not starting with a digit");
+                            "' must be letters, digits and underscores only ([0-9a-zA-Z_]+)");
     }
     if (!seen.insert(n).second) {
       throw invalid_request(what + ": parameter '" + n + "' is given twice");
@@ -241,6 +243,11 @@ std::vector<services::SqlParameter> parse_sql_parameters(const Json& parameters,
     auto value = p.find("value");
     if (value == p.end()) throw invalid_request(where + " has no value");
     if (value->is_string()) {
+      // The Data API refuses an empty value (SqlParameter.value: at least 1 character).
+      if (value->get_ref<const std::string&>().empty()) {
+        throw invalid_request(where + ": the value of '" + n +
+                              "' is empty; the Data API needs at least one character");
+      }
       out.push_back({n, value->get<std::string>()});
     } else if (value->is_number() || value->is_boolean()) {
       out.push_back({n, value->dump()});  // the Data API takes every value as text
@@ -416,6 +423,18 @@ ActionRequest parse_action(const Json& event) {
     }
   }
   return request;
+}
+
+CheckedEvent check_event(Json event) {
+  CheckedEvent checked;
+  checked.shape_ = classify_event(event);
+  if (checked.shape_ == EventShape::kAction) checked.action_ = parse_action(event);
+  checked.event_ = std::move(event);
+  return checked;
+}
+
+CheckedEvent read_event(std::string_view payload) {
+  return check_event(parse_json(payload, "the event", error_names::kInvalidRequest));
 }
 
 }  // namespace rstasker::tasker

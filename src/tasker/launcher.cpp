@@ -20,6 +20,12 @@ constexpr std::int64_t kAbandonedStartMs = 15LL * 60 * 1000;
 constexpr int kInsertAttempts = 5;
 constexpr int kLockAttempts = 4;
 
+// Whether a failed call may still have reached the Data API: no HTTP answer came (a timeout, a
+// broken connection) or a server error did. A 4xx answer is a refusal.
+bool may_have_started(const Error& e) {
+  return e.http_status() == 0 || e.http_status() >= 500;
+}
+
 Error concurrent_execution(const std::string& detail) {
   return Error(error_names::kConcurrentExecution,
                "the same SQL is already running on this target: " + detail);
@@ -49,6 +55,33 @@ void Launcher::release_quietly(const std::string& lock_key, const std::string& h
   }
 }
 
+std::optional<std::string> Launcher::find_started(const std::string& statement_name,
+                                                  const aws::CallContext& context) {
+  services::ListStatementsRequest list;
+  list.statement_name = statement_name;  // a prefix: keep only the exact name
+  Json found = redshift_->list_statements(list, context);
+  const Json& statements = found.value("Statements", Json::array());
+  auto exact = std::find_if(statements.begin(), statements.end(), [&](const Json& s) {
+    return s.value("StatementName", "") == statement_name;
+  });
+  if (exact == statements.end()) return std::nullopt;
+  return exact->value("Id", "");
+}
+
+void Launcher::undo_start(const StatementRecord& record, bool keep_record, const Error& failure,
+                          const aws::CallContext& cleanup) {
+  const std::string name = record.key.statement_name();
+  try {
+    if (keep_record) {
+      state_->mark_start_failed(record.key, failure.name() + ": " + failure.message(), cleanup);
+    }
+  } catch (const Error& e) {
+    // The record still carries its TTL and reconcile will find it; report the real failure.
+    spdlog::error("could not record the failed start of {}: {}", name, e.what());
+  }
+  if (!record.lock_key.empty()) release_quietly(record.lock_key, name, cleanup);
+}
+
 void Launcher::acquire_singleton(const std::string& key, const std::string& holder,
                                  const aws::CallContext& context) {
   for (int attempt = 0; attempt < kLockAttempts; ++attempt) {
@@ -63,17 +96,10 @@ void Launcher::acquire_singleton(const std::string& key, const std::string& hold
     std::string holder_statement = current->statement_id;
     if (holder_statement.empty() && now - current->acquired_at_ms > kAbandonedStartMs) {
       // The holder never recorded its statement: find it by name, if it ever started.
-      services::ListStatementsRequest list;
-      list.statement_name = current->holder;
-      Json found = redshift_->list_statements(list, context);
-      const Json& statements = found.value("Statements", Json::array());
-      auto exact = std::find_if(statements.begin(), statements.end(), [&](const Json& s) {
-        return s.value("StatementName", "") == current->holder;
-      });
-      if (exact == statements.end()) {
-        holder_finished = true;  // it never started
+      if (auto found = find_started(current->holder, context)) {
+        holder_statement = *found;
       } else {
-        holder_statement = exact->value("Id", "");
+        holder_finished = true;  // it never started
       }
     }
     if (!holder_finished && holder_statement.empty()) {
@@ -101,6 +127,7 @@ Json Launcher::execute(const StatementKey& key, const StartRequest& request, boo
   services::ExecuteRequest execute;
   execute.target = request.target;
   execute.sqls = request.sqls;
+  execute.batch = request.batch;
   execute.parameters = request.parameters;
   execute.statement_name = key.statement_name();
   execute.with_event = with_event;
@@ -152,12 +179,14 @@ StartResult Launcher::start(const StartRequest& request, const aws::CallContext&
     try {
       inserted = state_->insert(record, context);
     } catch (const Error&) {
-      if (request.singleton) release_quietly(record.lock_key, record.key.statement_name(), context);
+      if (request.singleton) {
+        release_quietly(record.lock_key, record.key.statement_name(), context.for_cleanup());
+      }
       throw;
     }
     // Another sandbox used the same invocation id for this caller in the same microsecond.
     if (!inserted && request.singleton) {
-      release_quietly(record.lock_key, record.key.statement_name(), context);
+      release_quietly(record.lock_key, record.key.statement_name(), context.for_cleanup());
     }
   }
   if (!inserted) {
@@ -167,27 +196,39 @@ StartResult Launcher::start(const StartRequest& request, const aws::CallContext&
   if (!keep_record) record.key.invocation_id = StatementKey::new_invocation_id();
   const std::string name = record.key.statement_name();
 
+  // What follows a failed or late start must happen even when the work deadline has passed (it
+  // may be the failure): it gets the cleanup budget, or a lock would stay taken for nothing.
   Json response;
   try {
     response = execute(record.key, request, record.tracked(), context);
   } catch (const Error& e) {
-    spdlog::warn("statement {} did not start: {}: {}", name, e.name(), e.message());
-    try {
-      if (keep_record)
-        state_->mark_start_failed(record.key, e.name() + ": " + e.message(), context);
-    } catch (const Error& cleanup) {
-      // The record still carries its TTL and reconcile will find it; report the real failure.
-      spdlog::error("could not record the failed start of {}: {}", name, cleanup.what());
+    const aws::CallContext cleanup = context.for_cleanup();
+    std::optional<std::string> started;
+    if (may_have_started(e)) {
+      // No answer is not a refusal: the request may have reached the Data API, and undoing a
+      // statement that runs would free its singleton lock for a second copy.
+      try {
+        started = find_started(name, cleanup);
+      } catch (const Error& lookup) {
+        spdlog::warn("could not learn whether {} started: {}", name, lookup.what());
+      }
     }
-    if (request.singleton) release_quietly(record.lock_key, name, context);
-    throw;
+    if (!started || started->empty()) {
+      spdlog::warn("statement {} did not start: {}: {}", name, e.name(), e.message());
+      undo_start(record, keep_record, e, cleanup);
+      throw;
+    }
+    spdlog::warn("statement {} started although its start failed ({}: {})", name, e.name(),
+                 e.message());
+    response = {{"Id", *started}};
   }
 
   const std::string statement_id = response.value("Id", "");
   spdlog::info("started statement {} as {}", statement_id, name);
+  const aws::CallContext cleanup = context.for_cleanup();
   try {
-    if (keep_record) state_->set_statement_id(record.key, statement_id, context);
-    if (request.singleton) state_->set_lock_statement(record.lock_key, name, statement_id, context);
+    if (keep_record) state_->set_statement_id(record.key, statement_id, cleanup);
+    if (request.singleton) state_->set_lock_statement(record.lock_key, name, statement_id, cleanup);
   } catch (const Error& e) {
     // The statement runs and its completion event names the record, so the callback still
     // happens; only LATEST and lock take-over lose precision until reconcile looks it up.

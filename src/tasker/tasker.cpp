@@ -21,18 +21,22 @@ Tasker::Tasker(Config config, Dependencies dependencies, CompletionOptions compl
       query_runner_(config_, deps_.redshift, launcher_) {}
 
 std::string Tasker::handle_payload(std::string_view payload, const aws::CallContext& context) {
-  Json event = parse_json(payload, "the event", error_names::kInvalidRequest);
-  return dump_json(handle(event, context));
+  return dump_json(handle(read_event(payload), context));
 }
 
 Json Tasker::handle(const Json& event, const aws::CallContext& context) {
-  switch (classify_event(event)) {
+  return handle(check_event(event), context);
+}
+
+Json Tasker::handle(const CheckedEvent& checked, const aws::CallContext& context) {
+  switch (checked.shape()) {
     case EventShape::kAction:
-      return run_action(event, context);
+      if (checked.action() == nullptr) break;
+      return run_action(checked.event(), *checked.action(), context);
     case EventShape::kSqsBatch:
-      return completions_.handle_batch(event, context);
+      return completions_.handle_batch(checked.event(), context);
     case EventShape::kCloudFormation:
-      return custom_resources_.handle(event, context);
+      return custom_resources_.handle(checked.event(), context);
   }
   throw Error(error_names::kInternalError, "unhandled event shape");
 }
@@ -49,8 +53,8 @@ std::string Tasker::resolve_statement_id(const std::string& statement_id,
   return latest->statement_id;
 }
 
-Json Tasker::run_action(const Json& event, const aws::CallContext& context) {
-  ActionRequest request = parse_action(event);
+Json Tasker::run_action(const Json& event, const ActionRequest& request,
+                        const aws::CallContext& context) {
   // The token must not reach the logs, whatever path it takes (an error message, a dump).
   std::optional<log::ScopedSecret> token_guard;
   if (!request.task_token.empty()) token_guard.emplace(request.task_token);
@@ -65,6 +69,7 @@ Json Tasker::run_action(const Json& event, const aws::CallContext& context) {
         throw invalid_request("Redshift target: " + problem);
       }
       start.sqls = request.sqls;
+      start.batch = request.batch;  // sqlStatements, even with one statement: one transaction
       start.parameters = request.parameters;
       start.singleton = request.kind == ActionKind::kExecuteSingletonStatement;
       if (!request.task_token.empty()) {

@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "rstasker/aws/json_client.hpp"
@@ -31,8 +32,10 @@ struct SqlParameter {
 
 struct ExecuteRequest {
   RedshiftTarget target;
-  // One statement → ExecuteStatement; several → BatchExecuteStatement (one transaction).
+  // One statement → ExecuteStatement; several, or `batch` → BatchExecuteStatement (one
+  // transaction, sub-statement ids "<Id>:1", ...).
   std::vector<std::string> sqls;
+  bool batch = false;  // BatchExecuteStatement even for one statement (the caller asked for it)
   std::vector<SqlParameter> parameters;  // ExecuteStatement only
   std::string statement_name;            // empty: none
   bool with_event = false;
@@ -54,7 +57,7 @@ inline constexpr std::size_t kMaxBatchStatements = 40;
 class RedshiftData {
  public:
   virtual ~RedshiftData() = default;
-  // ExecuteStatement or BatchExecuteStatement (by request.sqls.size()). Returns the API response
+  // ExecuteStatement, or BatchExecuteStatement when is_batch(request). Returns the API response
   // (`Id`, `CreatedAt`, the target echo, ...).
   virtual Json execute(const ExecuteRequest& request, const aws::CallContext& context) = 0;
   virtual Json describe_statement(const std::string& id, const aws::CallContext& context) = 0;
@@ -68,7 +71,12 @@ class RedshiftData {
 
 std::unique_ptr<RedshiftData> make_redshift_data(std::shared_ptr<const aws::JsonClient> client);
 
-// The request body the client sends for `request` (exposed for tests and tasker-local).
+// Whether `request` is sent as BatchExecuteStatement: it asks for a batch, or holds several SQLs.
+bool is_batch(const ExecuteRequest& request);
+
+// The operation execute() calls for `request` and its body (exposed for tests and tasker-local):
+// "BatchExecuteStatement" with `Sqls`, or "ExecuteStatement" with `Sql` and `Parameters`.
+std::string_view execute_operation(const ExecuteRequest& request);
 Json execute_request_body(const ExecuteRequest& request);
 
 // Statement statuses of DescribeStatement / ListStatements and completion events.

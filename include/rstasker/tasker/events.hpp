@@ -66,9 +66,10 @@ struct ActionRequest {
 // Throws InvalidRequest naming `what`.
 void check_sql(const std::string& sql, const std::string& what);
 
-// Parses Data API named parameters, `[{"name": ..., "value": ...}]`: names are identifiers and
-// unique, values strings, numbers or booleans (sent as their text). Throws InvalidRequest naming
-// `what` (the field's path) and the element at fault.
+// Parses Data API named parameters, `[{"name": ..., "value": ...}]` as the Data API's
+// SqlParameter allows them: names match [0-9a-zA-Z_]+ and are unique, values are non-empty
+// strings, numbers or booleans (sent as their text). Throws InvalidRequest naming `what` (the
+// field's path) and the element at fault.
 std::vector<services::SqlParameter> parse_sql_parameters(const Json& parameters,
                                                          const std::string& what);
 
@@ -81,5 +82,33 @@ void check_execution_arn(const std::string& arn);
 // LATEST or taskToken without executionArn, and anything the Data API would refuse anyway
 // (empty or over-long SQL, too many batch statements, over-long statement names).
 ActionRequest parse_action(const Json& event);
+
+// An event checked as far as it can be without configuration or network: its shape and, for an
+// action event, the parsed request. (What remains to check needs more: the Redshift target with
+// the configured defaults, a custom-resource request, answered through its ResponseURL, and a
+// query-runner step, checked by the QueryRunner.) Only check_event() and read_event() make one.
+class CheckedEvent {
+ public:
+  const Json& event() const { return event_; }
+  EventShape shape() const { return shape_; }
+  // The parsed request of an action event (EventShape::kAction); nullptr for other shapes.
+  const ActionRequest* action() const { return action_ ? &*action_ : nullptr; }
+
+ private:
+  friend CheckedEvent check_event(Json event);
+  CheckedEvent() = default;
+
+  Json event_;
+  EventShape shape_ = EventShape::kAction;
+  std::optional<ActionRequest> action_;
+};
+
+// Classifies `event` and parses it when it is an action event. Throws InvalidRequest.
+CheckedEvent check_event(Json event);
+
+// Parses `payload` as JSON (bounded: depth, UTF-8; errors never quote it) and checks it as
+// check_event does. Throws InvalidRequest. Callers use it to refuse a malformed event before
+// anything is built or called.
+CheckedEvent read_event(std::string_view payload);
 
 }  // namespace rstasker::tasker

@@ -4,9 +4,11 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "rstasker/common/error.hpp"
 #include "rstasker/services/redshift_data.hpp"
 #include "rstasker/tasker/config.hpp"
 #include "rstasker/tasker/state_table.hpp"
@@ -17,6 +19,7 @@ struct StartRequest {
   std::string caller_id;  // the state table partition (an execution ARN); "" → a generated id
   services::RedshiftTarget target;
   std::vector<std::string> sqls;  // several: one transaction (BatchExecuteStatement)
+  bool batch = false;             // BatchExecuteStatement even for one statement
   std::vector<services::SqlParameter> parameters;
   Waiter waiter;
   bool singleton = false;  // refuse (ConcurrentExecution) while the same SQL runs on the target
@@ -37,7 +40,10 @@ class Launcher {
 
   // Starts the statement. Throws ConcurrentExecution when a singleton's SQL is already running,
   // the Data API's error when it refuses the statement (the record is then marked START_FAILED
-  // and any lock released), and state table errors before anything started.
+  // and any lock released), and state table errors before anything started. A start that got no
+  // answer or a server error is looked up by its statement name: if the statement runs after
+  // all, start() returns it ({"Id"} only). The undoing and recording after the start use
+  // context.for_cleanup(), so they happen even when the work deadline has passed.
   StartResult start(const StartRequest& request, const aws::CallContext& context);
 
   // The singleton lock key for this SQL on this target.
@@ -49,6 +55,13 @@ class Launcher {
                      const aws::CallContext& context);
   Json execute(const StatementKey& key, const StartRequest& request, bool with_event,
                const aws::CallContext& context);
+  // The id of the statement named exactly `statement_name`, if the Data API ever started it.
+  std::optional<std::string> find_started(const std::string& statement_name,
+                                          const aws::CallContext& context);
+  // After a start that failed: marks the record START_FAILED (when one is kept) and releases the
+  // record's lock (when it has one), logging rather than throwing what fails.
+  void undo_start(const StatementRecord& record, bool keep_record, const Error& failure,
+                  const aws::CallContext& cleanup);
   void acquire_singleton(const std::string& lock_key, const std::string& holder,
                          const aws::CallContext& context);
   void release_quietly(const std::string& lock_key, const std::string& holder,

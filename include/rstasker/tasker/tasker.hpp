@@ -14,6 +14,7 @@
 #include "rstasker/tasker/cloudformation.hpp"
 #include "rstasker/tasker/completions.hpp"
 #include "rstasker/tasker/config.hpp"
+#include "rstasker/tasker/events.hpp"
 #include "rstasker/tasker/launcher.hpp"
 #include "rstasker/tasker/notifier.hpp"
 #include "rstasker/tasker/query_runner.hpp"
@@ -38,13 +39,17 @@ class Tasker {
   // errorType callers Catch: InvalidRequest, ConcurrentExecution, ... or the AWS error name).
   Json handle(const Json& event, const aws::CallContext& context);
 
-  // Parses `payload` (bounded: depth, UTF-8) and handles it; returns the response text.
+  // The same for an event already checked by check_event() or read_event() (events.hpp).
+  Json handle(const CheckedEvent& event, const aws::CallContext& context);
+
+  // Reads `payload` with read_event() (bounded: depth, UTF-8) and handles it; returns the
+  // response text.
   std::string handle_payload(std::string_view payload, const aws::CallContext& context);
 
   const Config& config() const { return config_; }
 
  private:
-  Json run_action(const Json& event, const aws::CallContext& context);
+  Json run_action(const Json& event, const ActionRequest& request, const aws::CallContext& context);
   std::string resolve_statement_id(const std::string& statement_id,
                                    const std::string& execution_arn,
                                    const aws::CallContext& context);

@@ -109,24 +109,99 @@ TEST(ParseAction, StatementActions) {
             60);
 }
 
-TEST(ParseAction, TheSharedInvalidEventsAreAllRejected) {
+// The InvalidRequest message read_event gives for `payload`, or fails the test.
+std::string unreadable(std::string_view payload) {
+  try {
+    read_event(payload);
+  } catch (const Error& e) {
+    EXPECT_EQ(e.name(), "InvalidRequest") << e.message();
+    return e.message();
+  }
+  ADD_FAILURE() << "accepted: " << payload;
+  return {};
+}
+
+TEST(ReadEvent, TheSharedInvalidEventsAreAllRejected) {
   auto shared = rstasker::testing::shared_dir();
   if (!shared) GTEST_SKIP() << "../shared is absent (a user's clone): nothing to read";
   int seen = 0;
   for (const auto& entry : std::filesystem::directory_iterator(*shared / "events" / "invalid")) {
-    std::string text = rstasker::testing::read_file(entry.path());
-    try {
-      Json event = parse_json(text, "the event", error_names::kInvalidRequest);
-      classify_event(event);
-      parse_action(event);
-      ADD_FAILURE() << entry.path() << " was accepted";
-    } catch (const Error& e) {
-      EXPECT_EQ(e.name(), "InvalidRequest") << entry.path();
-      EXPECT_FALSE(e.message().empty());
-    }
+    std::string message = unreadable(rstasker::testing::read_file(entry.path()));
+    EXPECT_FALSE(message.empty()) << entry.path();
     ++seen;
   }
   EXPECT_GE(seen, 5);
+}
+
+// The same kinds of mistakes as the shared files, each with the message that says what is wrong.
+TEST(ReadEvent, MalformedEventsSayWhatIsWrong) {
+  struct Case {
+    std::string_view payload;
+    std::string_view says;
+  };
+  const Case cases[] = {
+      {R"([1,2)", "not valid JSON at byte"},
+      {R"({"action":"describeStatement","statementId":"LATEST"})", "\"LATEST\" needs"},
+      {R"({"action":"executeStatement"})", "needs 'sqlStatement'"},
+      {R"({"action":"dropEverything","sqlStatement":"select 1"})", "unknown action"},
+      {R"({"sqlStatement": 42, "taskToken": "t", "executionArn": "not-an-arn"})",
+       "not a Step Functions execution ARN"},
+      {R"({"sqlStatement": 42, "executionArn": "arn:aws:states:eu-west-1:1:execution:M:n"})",
+       "'sqlStatement' must be a string, not number"},
+      {R"({"action":"ExecuteStatement","sqlStatement":"select 1"})",
+       "did you mean 'executeStatement'"},
+      {R"({"action":"describestatement","statementId":"x"})", "did you mean 'describeStatement'"},
+      {R"({"action":["executeStatement"],"sqlStatement":"select 1"})",
+       "'action' must be a string, not array"},
+      {R"({"sqlStatement":"select 1","parameters":{"name":"a","value":"1"}})",
+       "'parameters' must be a list"},
+      {R"({"sqlStatements":[1]})", "sqlStatements[0] must be a string, not number"},
+      {R"({"action":"getStatementResult","statementId":7})", "'statementId' must be a string"},
+      {R"({"action":"describeStatement","statementId":"LATEST","executionArn":""})",
+       "'executionArn' must not be empty"},
+      {R"({"sqlStatement":"select 1","taskToken":"AAAA-token"})",
+       "'taskToken' needs 'executionArn'"},
+      {R"({"sqlStatement":"select 1","taskToken":7,"executionArn":"arn:aws:states:eu-west-1:1:execution:M:n"})",
+       "'taskToken' must be a string"},
+      {R"({})", "empty object"},
+      {R"([])", "JSON object, not array"},
+      {R"("executeStatement")", "JSON object, not string"},
+      {R"(null)", "JSON object, not null"},
+      {R"(42)", "JSON object, not number"},
+      {"", "not valid JSON at byte"},
+      {"   ", "not valid JSON at byte"},
+      {R"({"a":1} {"b":2})", "not valid JSON at byte"},
+      {"{\"sqlStatement\":\"select '\xc3\x28'\"}", "UTF-8"},
+      {"{\"sqlStatement\":\"select 1\"}\xff", "not valid JSON at byte"},
+      {R"({"hello":"world"})", "unrecognised event"},
+      {R"({"Records":"not a list"})", "SQS records"},
+  };
+  for (const auto& c : cases) {
+    const std::string message = unreadable(c.payload);
+    EXPECT_TRUE(mentions(message, c.says)) << c.payload << " gave: " << message;
+  }
+}
+
+TEST(ReadEvent, AbsurdNestingIsRefusedWithoutRecursing) {
+  std::string deep = R"({"sqlStatement":"select 1","parameters":)";
+  deep += std::string(100000, '[');
+  EXPECT_TRUE(mentions(unreadable(deep), "nested deeper than"));
+  // Within the parser's limit but nested where a flat value belongs.
+  EXPECT_TRUE(mentions(unreadable(R"({"sqlStatement":[[["select 1"]]]})"),
+                       "'sqlStatement' must be a string, not array"));
+}
+
+TEST(ReadEvent, ChecksWhatItCanWithoutConfiguration) {
+  CheckedEvent action = read_event(R"({"sqlStatements":["select 1"],"database":"dev"})");
+  EXPECT_EQ(action.shape(), EventShape::kAction);
+  ASSERT_NE(action.action(), nullptr);
+  EXPECT_TRUE(action.action()->batch);
+  EXPECT_EQ(action.event()["database"], "dev");
+  CheckedEvent sqs = read_event(R"({"Records":[{"eventSource":"aws:sqs","body":"{}"}]})");
+  EXPECT_EQ(sqs.shape(), EventShape::kSqsBatch);
+  EXPECT_EQ(sqs.action(), nullptr);
+  EXPECT_EQ(check_event({{"RequestType", "Create"}, {"ResponseURL", "https://x"}}).shape(),
+            EventShape::kCloudFormation);
 }
 
 TEST(ParseAction, UnknownAndMisCasedActions) {
@@ -209,9 +284,36 @@ TEST(ParseAction, DataApiLimitsAreCheckedLocally) {
   std::string long_arn = std::string(kArn) + std::string(500, 'x');
   EXPECT_TRUE(
       mentions(invalid({{"sqlStatement", "x"}, {"executionArn", long_arn}}), "longer than"));
+}
+
+// As the Data API's SqlParameter: name [0-9a-zA-Z_]+, value at least one character.
+TEST(ParseAction, ParametersFollowTheDataApiConstraints) {
+  ActionRequest r = parse_action({{"sqlStatement", "select :1a, :_b, :C_9"},
+                                  {"parameters",
+                                   {{{"name", "1a"}, {"value", "x"}},
+                                    {{"name", "_b"}, {"value", " "}},
+                                    {{"name", "C_9"}, {"value", 0}}}}});
+  ASSERT_EQ(r.parameters.size(), 3u);
+  EXPECT_EQ(r.parameters[0].name, "1a");
+  EXPECT_EQ(r.parameters[2].value, "0");
+  for (std::string_view name : {"a-b", "a b", "n\u00e4me", "a.b", "$1"}) {
+    EXPECT_TRUE(mentions(
+        invalid({{"sqlStatement", "x"}, {"parameters", {{{"name", name}, {"value", "1"}}}}}),
+        "must be letters, digits and underscores only ([0-9a-zA-Z_]+)"))
+        << name;
+  }
   EXPECT_TRUE(
-      mentions(invalid({{"sqlStatement", "x"}, {"parameters", {{{"name", "1a"}, {"value", "1"}}}}}),
-               "letters, digits and underscores"));
+      mentions(invalid({{"sqlStatement", "x"}, {"parameters", {{{"name", "a"}, {"value", ""}}}}}),
+               "the value of 'a' is empty"));
+  EXPECT_TRUE(
+      mentions(invalid({{"sqlStatement", "x"}, {"parameters", {{{"name", ""}, {"value", "1"}}}}}),
+               "'name' must be a non-empty string"));
+}
+
+TEST(ParseAction, OneStatementInSqlStatementsIsStillABatch) {
+  ActionRequest r = parse_action({{"sqlStatements", {"insert into t values (1)"}}});
+  EXPECT_TRUE(r.batch);
+  EXPECT_EQ(r.sqls.size(), 1u);
 }
 
 TEST(ApplyOverride, ReplacesOnlyWhatIsGivenAndKeepsTargetsConsistent) {

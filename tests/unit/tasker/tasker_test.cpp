@@ -3,9 +3,12 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <thread>
 
+#include "rstasker/aws/http.hpp"
 #include "rstasker/common/error.hpp"
+#include "rstasker/services/redshift_data.hpp"
 #include "support/fakes.hpp"
 
 namespace rstasker::tasker {
@@ -186,8 +189,15 @@ TEST_F(TaskerTest, InvalidEventsTouchNothing) {
 }
 
 TEST_F(TaskerTest, HandlePayloadRejectsBadTextBeforeAnything) {
-  for (std::string_view payload : {std::string_view("[1,2"), std::string_view("{\"a\":\"\xff\"}"),
-                                   std::string_view(""), std::string_view("null")}) {
+  const std::string deep = R"({"sqlStatement":)" + std::string(5000, '[');
+  for (std::string_view payload :
+       {std::string_view("[1,2"), std::string_view("{\"a\":\"\xff\"}"), std::string_view(""),
+        std::string_view("null"), std::string_view("{\"sqlStatement\":\"select '\xed\xa0\x80'\"}"),
+        std::string_view(deep),
+        std::string_view(R"({"action":"CancelStatement","statementId":"x"})"),
+        std::string_view(R"({"action":"cancelStatement","statementId":"LATEST"})"),
+        std::string_view(R"({"sqlStatements":"select 1","executionArn":"x"})"),
+        std::string_view(R"({"sqlStatement":"select 1","taskToken":"TOKEN-ABC-123"})")}) {
     try {
       tasker.handle_payload(payload, context);
       ADD_FAILURE() << payload;
@@ -260,6 +270,211 @@ TEST_F(TaskerTest, StateTableFailureBeforeStartStartsNothing) {
       {{"sqlStatement", "select 1"}, {"executionArn", kExecutionArn}, {"taskToken", "TOKEN-99"}});
   EXPECT_EQ(e.name(), "InternalServerError");
   EXPECT_TRUE(redshift->executed().empty());
+}
+
+TEST_F(TaskerTest, OneStatementInSqlStatementsIsSentAsABatch) {
+  tasker.handle({{"sqlStatements", {"insert into t values (1)"}}}, context);
+  tasker.handle({{"sqlStatement", "insert into t values (2)"}}, context);
+  auto sent = redshift->executed();
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_TRUE(sent[0].batch);
+  EXPECT_EQ(services::execute_operation(sent[0]), "BatchExecuteStatement");
+  Json body = services::execute_request_body(sent[0]);
+  EXPECT_EQ(body["Sqls"], Json::array({"insert into t values (1)"}));
+  EXPECT_FALSE(body.contains("Sql"));
+  EXPECT_FALSE(sent[1].batch);
+  EXPECT_EQ(services::execute_operation(sent[1]), "ExecuteStatement");
+}
+
+// Answers every request with a statement id and keeps the requests.
+class CapturingTransport : public aws::HttpTransport {
+ public:
+  aws::HttpResponse send(const aws::HttpRequest& request, const Deadline& /*deadline*/) override {
+    requests.push_back(request);
+    aws::HttpResponse response;
+    response.status = 200;
+    response.body = R"({"Id":"d9b6c0c9-0000-4000-8000-000000000001"})";
+    return response;
+  }
+  std::vector<aws::HttpRequest> requests;
+};
+
+TEST(RedshiftDataClient, ABatchOfOneIsBatchExecuteStatementOnTheWire) {
+  auto transport = std::make_shared<CapturingTransport>();
+  auto client = std::make_shared<const aws::JsonClient>(
+      aws::protocol::kRedshiftData,
+      aws::Endpoint{"https://redshift-data.eu-west-1.amazonaws.com", "eu-west-1", "redshift-data"},
+      aws::Credentials{"AKIDEXAMPLE", "secret", ""}, transport);
+  auto data = services::make_redshift_data(client);
+  aws::CallContext context{Deadline::after(std::chrono::seconds(30)), {}};
+  services::ExecuteRequest request;
+  request.target.cluster_identifier = "cluster-1";
+  request.sqls = {"insert into t values (1)"};
+  request.batch = true;
+  data->execute(request, context);
+  request.batch = false;
+  data->execute(request, context);
+  ASSERT_EQ(transport->requests.size(), 2u);
+  const std::string* batch_target = transport->requests[0].header("X-Amz-Target");
+  ASSERT_NE(batch_target, nullptr);
+  EXPECT_EQ(*batch_target, "RedshiftData.BatchExecuteStatement");
+  Json batch_body = Json::parse(transport->requests[0].body);
+  EXPECT_EQ(batch_body["Sqls"], Json::array({"insert into t values (1)"}));
+  const std::string* single_target = transport->requests[1].header("X-Amz-Target");
+  ASSERT_NE(single_target, nullptr);
+  EXPECT_EQ(*single_target, "RedshiftData.ExecuteStatement");
+  EXPECT_EQ(Json::parse(transport->requests[1].body)["Sql"], "insert into t values (1)");
+}
+
+TEST(CallContext, AnInvocationKeepsAReserveBeforeItsHardDeadline) {
+  auto context = aws::CallContext::for_invocation(Deadline::after(std::chrono::seconds(60)),
+                                                  "Root=1-5759e988-bd862e3fe1be46a994272793");
+  EXPECT_EQ(context.trace_id, "Root=1-5759e988-bd862e3fe1be46a994272793");
+  EXPECT_LE(context.deadline.remaining(), std::chrono::seconds(59));
+  EXPECT_GT(context.deadline.remaining(), std::chrono::seconds(50));
+  EXPECT_GE(context.hard_deadline.remaining() - context.deadline.remaining(),
+            std::chrono::milliseconds(900));
+  // A short invocation keeps most of its time for the work.
+  auto short_one = aws::CallContext::for_invocation(Deadline::after(std::chrono::seconds(2)));
+  EXPECT_GT(short_one.deadline.remaining(), std::chrono::milliseconds(1400));
+  EXPECT_FALSE(short_one.deadline.expired());
+  EXPECT_TRUE(aws::CallContext::for_invocation(Deadline::none()).deadline.unbounded());
+}
+
+TEST(CallContext, CleanupMayOutlastTheWorkDeadlineButNotTheHardOne) {
+  using std::chrono::milliseconds;
+  using std::chrono::seconds;
+  const aws::CallContext late{Deadline::after(milliseconds(0)), "trace",
+                              Deadline::after(seconds(30))};
+  const aws::CallContext cleanup = late.for_cleanup();
+  EXPECT_FALSE(cleanup.deadline.expired());
+  EXPECT_LE(cleanup.deadline.remaining(), aws::kCleanupBudget);
+  EXPECT_EQ(cleanup.trace_id, "trace");
+  // Never past Lambda's deadline.
+  const aws::CallContext nearly_over{
+      Deadline::after(milliseconds(0)), {}, Deadline::after(milliseconds(300))};
+  EXPECT_LE(nearly_over.for_cleanup().deadline.remaining(), milliseconds(300));
+  const aws::CallContext over{
+      Deadline::after(milliseconds(0)), {}, Deadline::after(milliseconds(0))};
+  EXPECT_TRUE(over.for_cleanup().deadline.expired());
+  // Early in an invocation, cleanup has as long as the work would have had.
+  const aws::CallContext early{Deadline::after(seconds(60)), {}, Deadline::after(seconds(61))};
+  EXPECT_GT(early.for_cleanup().deadline.remaining(), seconds(50));
+  // Without a known hard deadline, the budget.
+  const aws::CallContext unknown{Deadline::after(milliseconds(0)), {}};
+  EXPECT_FALSE(unknown.for_cleanup().deadline.expired());
+  EXPECT_LE(unknown.for_cleanup().deadline.remaining(), aws::kCleanupBudget);
+  EXPECT_TRUE(aws::CallContext{}.for_cleanup().deadline.unbounded());
+}
+
+// Notes whether the deadline of each cleanup call had already passed.
+class CleanupRecordingStateTable : public MemoryStateTable {
+ public:
+  void mark_start_failed(const StatementKey& key, const std::string& reason,
+                         const aws::CallContext& context) override {
+    note("mark_start_failed", context);
+    MemoryStateTable::mark_start_failed(key, reason, context);
+  }
+  void release_lock(const std::string& key, const std::string& holder,
+                    const aws::CallContext& context) override {
+    note("release_lock", context);
+    MemoryStateTable::release_lock(key, holder, context);
+  }
+  void set_statement_id(const StatementKey& key, const std::string& statement_id,
+                        const aws::CallContext& context) override {
+    note("set_statement_id", context);
+    MemoryStateTable::set_statement_id(key, statement_id, context);
+  }
+  void set_lock_statement(const std::string& key, const std::string& holder,
+                          const std::string& statement_id,
+                          const aws::CallContext& context) override {
+    note("set_lock_statement", context);
+    MemoryStateTable::set_lock_statement(key, holder, statement_id, context);
+  }
+  // Operation → whether its deadline had passed when it was called.
+  std::map<std::string, bool> expired;
+
+ private:
+  void note(const std::string& operation, const aws::CallContext& context) {
+    expired[operation] = context.deadline.expired();
+  }
+};
+
+// The Data API starts the statement, but its answer is lost to the deadline.
+class LostAnswerRedshiftData : public FakeRedshiftData {
+ public:
+  Json execute(const services::ExecuteRequest& request, const aws::CallContext& context) override {
+    FakeRedshiftData::execute(request, context);
+    throw Error(error_names::kDeadlineExceeded,
+                "the invocation's deadline passed while calling redshift-data");
+  }
+};
+
+struct DeadlineTest : TaskerTest {
+  std::shared_ptr<CleanupRecordingStateTable> recording =
+      std::make_shared<CleanupRecordingStateTable>();
+  // The start used up the work deadline; Lambda's own deadline is still ahead.
+  aws::CallContext late{
+      Deadline::after(std::chrono::milliseconds(0)), {}, Deadline::after(std::chrono::seconds(30))};
+  Json singleton = {{"action", "executeSingletonStatement"},
+                    {"sqlStatement", "call sp_nightly()"},
+                    {"executionArn", kExecutionArn},
+                    {"taskToken", "TOKEN-LATE-1234"}};
+};
+
+TEST_F(DeadlineTest, AStartThatRanOutOfTimeIsUndoneWithTimeOfItsOwn) {
+  Tasker late_tasker{make_config(), Dependencies{redshift, recording, sfn, cfn}};
+  redshift->fail_next_execute(
+      Error(error_names::kDeadlineExceeded,
+            "the invocation's deadline passed while calling redshift-data"));
+  try {
+    late_tasker.handle(singleton, late);
+    ADD_FAILURE() << "the start succeeded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.name(), "DeadlineExceeded");
+  }
+  // No answer is not a refusal: it looked the statement up before undoing anything.
+  EXPECT_EQ(redshift->calls().back().rfind("ListStatements ", 0), 0u) << redshift->calls().back();
+  ASSERT_TRUE(recording->expired.contains("mark_start_failed"));
+  ASSERT_TRUE(recording->expired.contains("release_lock"));
+  EXPECT_FALSE(recording->expired["mark_start_failed"]);
+  EXPECT_FALSE(recording->expired["release_lock"]);
+  EXPECT_TRUE(recording->locks().empty()) << "the lock would stay taken";
+  ASSERT_EQ(recording->records().size(), 1u);
+  EXPECT_EQ(recording->records()[0].state, RecordState::kStartFailed);
+}
+
+TEST_F(DeadlineTest, AStartWhoseAnswerWasLostButRanIsKept) {
+  auto lost = std::make_shared<LostAnswerRedshiftData>();
+  Tasker late_tasker{make_config(), Dependencies{lost, recording, sfn, cfn}};
+  Json out = late_tasker.handle(singleton, late);
+  ASSERT_EQ(lost->executed().size(), 1u);
+  ASSERT_TRUE(out.contains("Id"));
+  auto records = recording->records();
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].state, RecordState::kWaiting);
+  EXPECT_EQ(records[0].statement_id, out["Id"]);
+  EXPECT_FALSE(recording->expired["set_statement_id"]);
+  auto locks = recording->locks();
+  ASSERT_EQ(locks.size(), 1u);
+  EXPECT_EQ(locks[0].statement_id, out["Id"]) << "the running statement keeps its lock";
+  // So the same SQL is still refused while it runs.
+  Tasker next{make_config(), Dependencies{lost, recording, sfn, cfn}};
+  try {
+    next.handle(singleton, context);
+    ADD_FAILURE() << "a second copy started";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.name(), "ConcurrentExecution");
+  }
+}
+
+TEST_F(TaskerTest, ARefusedStartIsNotLookedUp) {
+  redshift->fail_next_execute(Error("ValidationException", "bad sql", 400));
+  EXPECT_EQ(
+      error_of({{"action", "executeSingletonStatement"}, {"sqlStatement", "call sp()"}}).name(),
+      "ValidationException");
+  for (const auto& call : redshift->calls())
+    EXPECT_EQ(call.rfind("ListStatements", 0), std::string::npos) << call;
 }
 
 TEST_F(TaskerTest, StatementNameRoundTrip) {
