@@ -8,6 +8,7 @@
 #include <iterator>
 #include <sstream>
 #include <string>
+#include <string_view>
 
 #include "rstasker/aws/credentials.hpp"
 #include "rstasker/aws/http.hpp"
@@ -15,6 +16,7 @@
 #include "rstasker/common/json.hpp"
 #include "rstasker/common/log.hpp"
 #include "rstasker/lambda/runtime.hpp"
+#include "rstasker/tasker/events.hpp"
 #include "rstasker/tasker/wiring.hpp"
 #include "rstasker/version.hpp"
 
@@ -60,16 +62,33 @@ int invoke(const char* path) {
     payload = text.str();
   }
   try {
+    // A malformed event is refused before the configuration is read: InvalidRequest says what to
+    // fix in the event even where no configuration is set.
+    rstasker::tasker::CheckedEvent event = rstasker::tasker::read_event(payload);
     auto tasker = rstasker::tasker::make_tasker(rstasker::aws::process_env(),
                                                 rstasker::aws::make_curl_transport());
-    rstasker::aws::CallContext context{rstasker::Deadline::after(kInvokeTimeout), {}};
-    std::cout << tasker->handle_payload(payload, context) << '\n';
+    auto context =
+        rstasker::aws::CallContext::for_invocation(rstasker::Deadline::after(kInvokeTimeout));
+    std::cout << rstasker::dump_json(tasker->handle(event, context)) << '\n';
     return 0;
   } catch (const rstasker::Error& e) {
     return print_error(e.name(), e.message());
   } catch (const std::exception& e) {
     return print_error(std::string(rstasker::error_names::kInternalError), e.what());
   }
+}
+
+// Reports a failed initialisation once through /runtime/init/error (Lambda then shows it and
+// stops the sandbox) and returns the exit code. The process exits either way.
+int report_init_error(rstasker::lambda::RuntimeClient& client, std::string_view type,
+                      std::string_view message) {
+  spdlog::critical("initialisation failed: {}: {}", type, message);
+  try {
+    client.post_init_error(type, message);
+  } catch (const std::exception& e) {
+    spdlog::error("could not report the initialisation failure to the Runtime API: {}", e.what());
+  }
+  return 1;
 }
 
 int run_lambda(const char* runtime_api) {
@@ -80,12 +99,17 @@ int run_lambda(const char* runtime_api) {
     tasker = rstasker::tasker::make_tasker(rstasker::aws::process_env(),
                                            rstasker::aws::make_curl_transport());
   } catch (const rstasker::Error& e) {
-    spdlog::critical("initialisation failed: {}: {}", e.name(), e.message());
-    client.post_init_error(e.name(), e.message());
-    return 1;
+    return report_init_error(client, e.name(), e.message());
+  } catch (const std::exception& e) {
+    return report_init_error(client, rstasker::error_names::kInternalError, e.what());
+  } catch (...) {
+    return report_init_error(client, rstasker::error_names::kInternalError,
+                             "initialisation threw something that is not a std::exception");
   }
   return rstasker::lambda::run(client, [&tasker](const rstasker::lambda::Invocation& invocation) {
-    rstasker::aws::CallContext context{invocation.deadline, invocation.trace_id};
+    // Work stops short of Lambda's deadline; the reserve is for cleanup and the outcome's post.
+    auto context =
+        rstasker::aws::CallContext::for_invocation(invocation.deadline, invocation.trace_id);
     return tasker->handle_payload(invocation.payload, context);
   });
 }

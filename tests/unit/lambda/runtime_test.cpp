@@ -10,13 +10,17 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include "rstasker/common/error.hpp"
 #include "rstasker/common/json.hpp"
 #include "rstasker/common/log.hpp"
 #include "support/paths.hpp"
+#include "support/process.hpp"
 #include "support/runtime_api_server.hpp"
 
 namespace rstasker::lambda {
@@ -353,6 +357,170 @@ TEST_F(RuntimeTest, ShutsDownWhenTheRuntimeApiWasNeverThere) {
   EXPECT_FALSE(handled);
   EXPECT_THAT(log_text(), HasSubstr("Lambda Runtime API at " + address + " is gone"));
   EXPECT_THAT(log_text(), Not(HasSubstr("error ")));
+}
+
+// ---- The binary's start-up (src/main.cpp), run as a child process ----
+
+// What a run of redshift-tasker printed (stdout and stderr together) and its exit status.
+struct BinaryRun {
+  int status = -1;
+  std::string output;
+};
+
+class BinaryTest : public RuntimeTest {
+ protected:
+  void SetUp() override {
+    RuntimeTest::SetUp();
+    binary_ = rstasker::testing::binary_dir() / "redshift-tasker";
+    if (!std::filesystem::exists(binary_)) {
+      GTEST_SKIP() << binary_ << " is not built (build the redshift-tasker target)";
+    }
+  }
+
+  // Runs the binary with `args` and nothing in its environment but `env` (env -i).
+  BinaryRun run_binary(const std::vector<std::string>& args,
+                       const std::vector<std::string>& env = {}) {
+    rstasker::testing::ProcessOptions options;
+    options.argv = {"env", "-i"};
+    options.argv.insert(options.argv.end(), env.begin(), env.end());
+    options.argv.push_back(binary_.string());
+    options.argv.insert(options.argv.end(), args.begin(), args.end());
+    options.log_file = file("output-" + std::to_string(++runs_) + ".log");
+    options.log_command_line = false;
+    BinaryRun run;
+    run.status = rstasker::testing::run_to_completion(options, std::chrono::seconds(30));
+    run.output = rstasker::testing::read_file(options.log_file);
+    return run;
+  }
+
+  // A file of this test's own in the test log directory.
+  std::filesystem::path file(const std::string& name) const {
+    const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
+    return rstasker::testing::test_log_dir() /
+           (std::string("binary_test.") + test->name() + "." + name);
+  }
+
+  std::filesystem::path write_event(const std::string& name, const std::string& text) const {
+    std::filesystem::path path = file(name);
+    std::ofstream(path, std::ios::binary) << text;
+    return path;
+  }
+
+  // The configuration of a complete environment; building the tasker calls nothing.
+  static std::vector<std::string> complete_configuration() {
+    return {"CLUSTER_IDENTIFIER=cluster-1",
+            "DATABASE=dev",
+            "DB_USER=admin",
+            "DDB_TABLE_NAME=state",
+            "AWS_REGION=eu-west-1",
+            "AWS_ACCESS_KEY_ID=AKIDEXAMPLE",
+            "AWS_SECRET_ACCESS_KEY=secret-example",
+            "AWS_ENDPOINT_URL=http://127.0.0.1:9"};
+  }
+
+  std::filesystem::path binary_;
+  int runs_ = 0;
+};
+
+// The {"errorType", "errorMessage"} line `invoke` printed, or null.
+Json printed_error(const std::string& output) {
+  std::istringstream lines(output);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.starts_with(R"({"errorMessage")") || line.starts_with(R"({"errorType")")) {
+      return Json::parse(line);
+    }
+  }
+  return nullptr;
+}
+
+TEST_F(BinaryTest, InvokeRefusesAMalformedEventBeforeAnyConfigurationIsNeeded) {
+  std::vector<std::filesystem::path> events;
+  if (auto shared = rstasker::testing::shared_dir()) {
+    for (const auto& entry : std::filesystem::directory_iterator(*shared / "events" / "invalid")) {
+      events.push_back(entry.path());
+    }
+  }
+  events.push_back(write_event("mis-cased.json", R"({"action":"DescribeStatement"})"));
+  events.push_back(write_event("not-an-object.json", R"(["select 1"])"));
+  events.push_back(write_event("empty.json", ""));
+  events.push_back(write_event("bad-utf8.json", "{\"sqlStatement\":\"select '\xff'\"}"));
+  events.push_back(write_event("deep.json", std::string(10000, '[')));
+  events.push_back(
+      write_event("token-without-arn.json", R"({"sqlStatement":"select 1","taskToken":"t-1"})"));
+  for (const auto& event : events) {
+    BinaryRun run = run_binary({"invoke", event.string()});
+    EXPECT_EQ(run.status, 1) << event << "\n" << run.output;
+    Json error = printed_error(run.output);
+    ASSERT_TRUE(error.is_object()) << event << "\n" << run.output;
+    EXPECT_EQ(error["errorType"], "InvalidRequest") << event << "\n" << run.output;
+    EXPECT_THAT(run.output, Not(HasSubstr("ConfigurationError"))) << event;
+  }
+}
+
+TEST_F(BinaryTest, InvokeReadsTheConfigurationOnceTheEventIsWellFormed) {
+  BinaryRun run = run_binary(
+      {"invoke", write_event("valid.json", R"({"action":"describeStatement","statementId":"x"})")});
+  EXPECT_EQ(run.status, 1) << run.output;
+  EXPECT_EQ(printed_error(run.output)["errorType"], "ConfigurationError") << run.output;
+}
+
+TEST_F(BinaryTest, InvokeNeverEchoesAMalformedEventsTaskToken) {
+  const std::string token = "AAAAKgAAAAIAAAAAAAAAAQSECRETxTOKEN";
+  BinaryRun run =
+      run_binary({"invoke", write_event("truncated.json",
+                                        R"({"sqlStatement":"select 1","taskToken":")" + token)});
+  EXPECT_EQ(printed_error(run.output)["errorType"], "InvalidRequest") << run.output;
+  EXPECT_THAT(run.output, Not(HasSubstr("SECRET")));
+}
+
+TEST_F(BinaryTest, TheRuntimeReportsAConfigurationErrorOnceAtInit) {
+  BinaryRun run = run_binary({}, {"AWS_LAMBDA_RUNTIME_API=" + server_.address()});
+  EXPECT_EQ(run.status, 1) << run.output;
+  auto init_error = server_.wait_for_init_error(std::chrono::seconds(0));
+  ASSERT_TRUE(init_error.has_value()) << run.output;
+  EXPECT_EQ(init_error->error_type, "ConfigurationError");
+  EXPECT_EQ(server_.next_requests(), 0u);
+  EXPECT_EQ(server_.outcomes().size(), 1u);
+}
+
+TEST_F(BinaryTest, ARefusedInitErrorPostEndsTheProcessWithoutACrash) {
+  server_.set_post_status(500);
+  BinaryRun run = run_binary({}, {"AWS_LAMBDA_RUNTIME_API=" + server_.address()});
+  EXPECT_EQ(run.status, 1) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("could not report the initialisation failure"));
+}
+
+TEST_F(BinaryTest, AnUnreachableRuntimeApiAtInitEndsTheProcessWithoutACrash) {
+  RuntimeApiServer gone;
+  std::string address = gone.address();
+  gone.stop();
+  BinaryRun run = run_binary({}, {"AWS_LAMBDA_RUNTIME_API=" + address});
+  EXPECT_EQ(run.status, 1) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("could not report the initialisation failure"));
+}
+
+TEST_F(BinaryTest, TheRuntimeAnswersAMalformedEventWithoutLoggingItsTaskToken) {
+  const std::string token = "AAAAKgAAAAIAAAAAAAAAAQSECRETxTOKEN";
+  server_.enqueue(invocation("malformed", R"({"sqlStatement":"select 1","taskToken":")" + token));
+  rstasker::testing::ProcessOptions options;
+  std::vector<std::string> env = complete_configuration();
+  env.push_back("AWS_LAMBDA_RUNTIME_API=" + server_.address());
+  options.argv = {"env", "-i"};
+  options.argv.insert(options.argv.end(), env.begin(), env.end());
+  options.argv.push_back(binary_.string());
+  options.log_file = file("runtime.log");
+  options.log_command_line = false;
+  rstasker::testing::Process runtime(options);
+  PostedOutcome outcome = outcome_of("malformed");
+  EXPECT_EQ(outcome.error_type, "InvalidRequest");
+  EXPECT_THAT(outcome.body, HasSubstr("not valid JSON at byte"));
+  EXPECT_THAT(outcome.body, Not(HasSubstr("SECRET")));
+  server_.stop();
+  runtime.wait_for_exit(std::chrono::seconds(10));
+  runtime.stop();
+  std::string log = rstasker::testing::read_file(options.log_file);
+  EXPECT_THAT(log, HasSubstr("InvalidRequest"));
+  EXPECT_THAT(log, Not(HasSubstr("SECRET")));
 }
 
 }  // namespace
