@@ -477,7 +477,7 @@ TEST_F(QueryRunnerTest, MalformedInputsAreInvalidRequestsNamingTheProblem) {
       "Database must not be empty"));
   EXPECT_TRUE(mentions(
       invalid(Json::array(
-          {{{"ExecuteStatementParameters", {{"Sql", "x"}, {"Parameters", {{{"name", "1a"}}}}}}}})),
+          {{{"ExecuteStatementParameters", {{"Sql", "x"}, {"Parameters", {{{"name", "a-b"}}}}}}}})),
       "must be letters, digits and underscores"));
   EXPECT_TRUE(mentions(invalid(Json::array({std::string(100001, 'x')})), "at most 100000"));
   EXPECT_TRUE(
