@@ -310,6 +310,7 @@ std::size_t MemoryStateTable::write_count() const {
 
 void FakeStepFunctions::record(Callback callback) {
   std::lock_guard lock(mutex_);
+  if (callback.kind != "heartbeat") ++requests_[callback.task_token];
   if (auto it = failures_.find(callback.task_token); it != failures_.end()) throw it->second;
   if (closed_.contains(callback.task_token)) {
     throw Error("TaskTimedOut", "Task Timed Out: 'Provided task does not exist anymore'", 400);
@@ -350,6 +351,17 @@ void FakeStepFunctions::clear_failure(const std::string& task_token) {
 std::size_t FakeStepFunctions::heartbeat_count() const {
   std::lock_guard lock(mutex_);
   return heartbeats_;
+}
+
+std::size_t FakeStepFunctions::callback_requests(const std::string& task_token) const {
+  std::lock_guard lock(mutex_);
+  auto it = requests_.find(task_token);
+  return it == requests_.end() ? 0 : it->second;
+}
+
+std::map<std::string, std::size_t> FakeStepFunctions::callback_requests() const {
+  std::lock_guard lock(mutex_);
+  return requests_;
 }
 
 std::vector<FakeStepFunctions::Callback> FakeStepFunctions::callbacks() const {

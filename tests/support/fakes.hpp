@@ -122,8 +122,14 @@ class FakeStepFunctions : public services::StepFunctions {
   // Calls for this token throw `error` (e.g. TaskTimedOut, or a retryable 503).
   void fail_token(const std::string& task_token, Error error);
   void clear_failure(const std::string& task_token);
-  // Successes and failures delivered (heartbeats are not callbacks and are not listed).
+  // Successes and failures accepted (heartbeats are not callbacks and are not listed).
   std::vector<Callback> callbacks() const;
+  // SendTaskSuccess / SendTaskFailure requests received for `task_token`, accepted or refused
+  // (a closed task's TaskTimedOut, an injected failure): what exactly-once tests must count, as
+  // Step Functions refusing a second callback would hide a second send.
+  std::size_t callback_requests(const std::string& task_token) const;
+  // The same for every token that received at least one.
+  std::map<std::string, std::size_t> callback_requests() const;
   std::size_t heartbeat_count() const;
 
  private:
@@ -131,6 +137,7 @@ class FakeStepFunctions : public services::StepFunctions {
   void record(Callback callback);
   mutable std::mutex mutex_;
   std::vector<Callback> callbacks_;
+  std::map<std::string, std::size_t> requests_;
   std::map<std::string, Error> failures_;
   std::set<std::string> closed_;
   std::size_t heartbeats_ = 0;

@@ -237,10 +237,12 @@ TEST(Completions, DuplicatesInOneBatchAcrossBatchesAndConcurrentInvocationsCallB
       }
     }
   }
-  std::map<std::string, int> per_token;
-  for (const auto& cb : w.sfn->callbacks()) ++per_token[cb.task_token];
+  // Counted as received, refused ones included: Step Functions refusing a second callback on a
+  // closed task must not hide that it was sent.
+  auto per_token = w.sfn->callback_requests();
   ASSERT_EQ(per_token.size(), started.size());
-  for (const auto& [token, count] : per_token) EXPECT_EQ(count, 1) << token;
+  for (const auto& [token, count] : per_token) EXPECT_EQ(count, 1u) << token;
+  EXPECT_EQ(w.sfn->callbacks().size(), started.size());
 }
 
 class CrashAt : public ::testing::TestWithParam<std::string> {};
@@ -267,10 +269,13 @@ TEST_P(CrashAt, RedeliveryAfterACrashStillCallsBackExactlyOnce) {
   auto callbacks = w.sfn->callbacks();
   ASSERT_EQ(callbacks.size(), 1u) << "crash after " << GetParam();
   EXPECT_EQ(callbacks[0].kind, "success");
+  // Sent once, not sent again and refused: after a crash past the callback, the heartbeat probe
+  // is what keeps the redelivery from sending a second one.
+  EXPECT_EQ(w.sfn->callback_requests(s.token), 1u) << "crash after " << GetParam();
   EXPECT_EQ(w.state->records()[0].state, RecordState::kDone);
   // Later duplicates change nothing.
   w.tasker()->handle(event, ctx());
-  EXPECT_EQ(w.sfn->callbacks().size(), 1u);
+  EXPECT_EQ(w.sfn->callback_requests(s.token), 1u);
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryStep, CrashAt,
@@ -287,7 +292,7 @@ TEST(Completions, ALiveClaimMakesOtherDeliveriesRetry) {
   EXPECT_THROW(w.tasker(crashing)->handle(event, ctx()), SimulatedCrash);
   // The lease (deadline + grace) is still running: the redelivery must come back later.
   EXPECT_EQ(failed_ids(w.tasker()->handle(event, ctx())), std::vector<std::string>{"m"});
-  EXPECT_TRUE(w.sfn->callbacks().empty());
+  EXPECT_EQ(w.sfn->callback_requests(s.token), 0u);
 }
 
 TEST(Completions, CompletionReleasesTheSingletonLock) {
@@ -341,7 +346,8 @@ TEST(Reconcile, FinishesTerminalStatementsWhoseEventNeverCame) {
   Json late =
       tasker->handle(batch({record("m", completion_body(done.name, done.id, "FINISHED"))}), ctx());
   EXPECT_TRUE(failed_ids(late).empty());
-  EXPECT_EQ(w.sfn->callbacks().size(), 2u);
+  EXPECT_EQ(w.sfn->callback_requests(done.token), 1u);
+  EXPECT_EQ(w.sfn->callback_requests(failed.token), 1u);
   // A second run only sees what still runs.
   Json second = tasker->handle({{"action", "reconcile"}, {"olderThanSeconds", 0}}, ctx());
   EXPECT_EQ(second["examined"], 1);
@@ -377,10 +383,9 @@ TEST(Reconcile, RacingCompletionEventsStillGiveOneCallback) {
         w.tasker()->handle(batch({record(id, completion_body(s.name, s.id, "FINISHED"))}), ctx());
     }
   }
-  std::map<std::string, int> per_token;
-  for (const auto& cb : w.sfn->callbacks()) ++per_token[cb.task_token];
+  auto per_token = w.sfn->callback_requests();
   EXPECT_EQ(per_token.size(), started.size());
-  for (const auto& [token, count] : per_token) EXPECT_EQ(count, 1) << token;
+  for (const auto& [token, count] : per_token) EXPECT_EQ(count, 1u) << token;
 }
 
 }  // namespace
