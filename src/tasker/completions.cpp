@@ -109,6 +109,9 @@ Disposition Completions::complete(const StatementKey& key, Outcome outcome,
   }
   fault("claimed");
   const StatementRecord& record = claim.record;
+  // Whichever attempt answers (this event, a redelivery, reconcile), a CloudFormation answer is
+  // built from the same stable inputs, so a repeated PUT stores the same bytes again.
+  if (outcome.statement_id.empty()) outcome.statement_id = record.statement_id;
 
   try {
     bool deliver = record.waiter.kind != WaiterKind::kNone;
@@ -131,6 +134,23 @@ Disposition Completions::complete(const StatementKey& key, Outcome outcome,
   }
   fault("called_back");
 
+  // Marked done straight after the callback, before anything else: a crash in between leaves a
+  // claim that a redelivery (or reconcile) takes over once its lease runs out, and the shorter
+  // that window the rarer the case where the waiter is called again (see below).
+  try {
+    if (!state_->finish(key, owner, std::string(services::to_string(outcome.status)), context)) {
+      spdlog::warn("statement {}: the claim expired before it was marked done", name);
+    }
+  } catch (const Error& e) {
+    // The callback is delivered but the record stays claimed (and in the waiting index). Once
+    // the lease runs out, reconcile or a redelivery takes the claim over: for Step Functions the
+    // heartbeat probe finds the task closed and the record is only marked done; a CloudFormation
+    // response URL cannot be asked, so the same response body is PUT again (S3 stores the same
+    // object again; CloudFormation has already read it or reads the identical one).
+    spdlog::error("statement {} was called back but not marked done: {}", name, e.what());
+  }
+  fault("finished");
+
   if (!record.lock_key.empty()) {
     try {
       state_->release_lock(record.lock_key, name, context);
@@ -140,16 +160,6 @@ Disposition Completions::complete(const StatementKey& key, Outcome outcome,
                    e.what());
     }
   }
-  try {
-    if (!state_->finish(key, owner, std::string(services::to_string(outcome.status)), context)) {
-      spdlog::warn("statement {}: the claim expired before it was marked done", name);
-    }
-  } catch (const Error& e) {
-    // The callback is delivered; reconcile will find the record still claimed and, seeing the
-    // waiter gone, only mark it done.
-    spdlog::error("statement {} was called back but not marked done: {}", name, e.what());
-  }
-  fault("finished");
   spdlog::info("statement {} ({}) {}: completed", name, outcome.statement_id,
                services::to_string(outcome.status));
   return Disposition::kCompleted;

@@ -338,21 +338,25 @@ TEST_P(CrashAfter, TheRedeliveryStillCallsBackExactlyOnce) {
   crashing.fault_hook = [step = GetParam()](std::string_view at) {
     if (at == step) throw SimulatedCrash{};
   };
+  // The CloudFormation statement fails, so its answer carries DescribeStatement's error text.
+  redshift_->set_status(cfn.id, "FAILED", "ERROR: schema \"s30\" already exists");
   for (const Started* s : {&sfn, &cfn}) {
-    Json batch = {{"Records", {completion(*s, "m-" + s->id)}}};
+    Json batch = {{"Records", {completion(*s, "m-" + s->id, s == &cfn ? "FAILED" : "FINISHED")}}};
     EXPECT_THROW(sandbox(crashing)->handle(batch, context()), SimulatedCrash);
     deliver_until_acknowledged(batch);
     deliver_until_acknowledged(batch);  // and a late duplicate
   }
   EXPECT_EQ(sfn_server_.callbacks()[sfn.token], 1) << "crash after " << GetParam();
-  // CloudFormation cannot be asked whether it got the answer: after a crash between the PUT and
-  // the record being marked done, the identical body is PUT again (harmless for CloudFormation).
-  std::size_t expected_puts = GetParam() == "called_back" ? 2 : 1;
-  EXPECT_EQ(responses_for("/r/30?"), expected_puts) << "crash after " << GetParam();
-  auto received = receiver_.received();
-  if (received.size() == 2) {
-    EXPECT_EQ(received[0].body, received[1].body);
+  // A pre-signed response URL cannot be asked whether it got the answer: after a crash between
+  // the PUT and the record being marked done, the redelivery PUTs again. It must be the
+  // identical body, so S3 just stores the same object again.
+  std::vector<std::string> bodies;
+  for (const auto& r : receiver_.received()) {
+    if (r.target.starts_with("/r/30?")) bodies.push_back(r.body);
   }
+  ASSERT_EQ(bodies.size(), GetParam() == "called_back" ? 2u : 1u) << "crash after " << GetParam();
+  for (const auto& body : bodies) EXPECT_EQ(body, bodies[0]);
+  EXPECT_NE(bodies[0].find("already exists"), std::string::npos) << bodies[0];
 }
 
 INSTANTIATE_TEST_SUITE_P(EachStep, CrashAfter,

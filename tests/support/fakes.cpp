@@ -378,7 +378,7 @@ void FakeCfnResponder::send(const std::string& response_url, const std::string& 
     --failures_left_;
     throw Error("HttpError503", "response receiver unavailable", 503, true);
   }
-  responses_.push_back({response_url, Json::parse(body)});
+  responses_.push_back({response_url, Json::parse(body), body});
 }
 
 void FakeCfnResponder::fail_next(int count) {

@@ -148,6 +148,7 @@ class FakeCfnResponder : public services::CfnResponder {
   struct Response {
     std::string url;
     Json body;
+    std::string text;  // the body as sent, byte for byte
   };
   void send(const std::string& response_url, const std::string& body,
             const aws::CallContext& context) override;

@@ -26,8 +26,11 @@ class Notifier {
 
   // Whether `waiter` still waits, for a claim taken over from a claimant that died mid-way (it
   // may already have called back). Step Functions: a heartbeat on the token tells (a closed task
-  // answers TaskTimedOut / InvalidToken). CloudFormation cannot be asked: true (a repeated
-  // response PUT has the same body and is harmless). Throws Error when the answer is unknown.
+  // answers TaskTimedOut / InvalidToken), so the task is called back exactly once. A
+  // CloudFormation response URL (a pre-signed S3 PUT) cannot be asked: true, so a claimant that
+  // died between its PUT and marking the record done gets the response PUT a second time. That
+  // PUT carries the identical body (CustomResources::respond_completion is deterministic), so it
+  // overwrites the S3 object with the same bytes. Throws Error when the answer is unknown.
   bool still_waiting(const Waiter& waiter, const aws::CallContext& context);
 
  private:

@@ -278,6 +278,55 @@ TEST_P(CrashAt, RedeliveryAfterACrashStillCallsBackExactlyOnce) {
   EXPECT_EQ(w.sfn->callback_requests(s.token), 1u);
 }
 
+// A CloudFormation response URL cannot be asked whether an answer arrived, so after a crash
+// between the PUT and marking the record done the answer is PUT again: byte for byte the same
+// body (an idempotent overwrite of the same S3 object), even when reconcile rather than the
+// event finishes the statement the second time.
+TEST_P(CrashAt, ACloudFormationWaiterGetsOneAnswerOrTheSameBodyTwice) {
+  World w;
+  Json create = {{"RequestType", "Create"},
+                 {"ResponseURL", "https://cfn-responses.s3.amazonaws.com/r?X-Amz-Signature=s"},
+                 {"StackId", "arn:aws:cloudformation:eu-west-1:012345678910:stack/app/1"},
+                 {"RequestId", "req-1"},
+                 {"LogicalResourceId", "Schema"},
+                 {"ResourceType", "Custom::RedshiftSql"},
+                 {"ResourceProperties", {{"CreateSql", "create schema s"}}}};
+  Json started = w.tasker()->handle(create, ctx());
+  ASSERT_EQ(started["Status"], "STARTED");
+  const std::string name = started["StatementName"];
+  const std::string id = started["StatementId"];
+  w.redshift->set_status(id, "FAILED", "ERROR: permission denied for database dev");
+  // An event without the statement id: the answer must still name the statement as the one
+  // reconcile builds from DescribeStatement does.
+  Json body = completion_body(name, id, "FAILED");
+  body["detail"].erase("statementId");
+  Json event = batch({record("m", body)});
+
+  CompletionOptions crashing;
+  crashing.claim_grace = std::chrono::milliseconds(-1000);
+  crashing.min_time_to_start = std::chrono::milliseconds(0);
+  crashing.fault_hook = [step = GetParam()](std::string_view at) {
+    if (at == step) throw SimulatedCrash{std::string(at)};
+  };
+  EXPECT_THROW(w.tasker(crashing)->handle(event, ctx(std::chrono::milliseconds(0))),
+               SimulatedCrash);
+  // The event is not redelivered this time: reconcile finds the statement instead.
+  w.tasker()->handle({{"action", "reconcile"}, {"olderThanSeconds", 0}}, ctx());
+  w.tasker()->handle(event, ctx());  // a late duplicate changes nothing
+
+  auto responses = w.cfn->responses();
+  ASSERT_EQ(responses.size(), GetParam() == "called_back" ? 2u : 1u)
+      << "crash after " << GetParam();
+  for (const auto& response : responses) EXPECT_EQ(response.text, responses[0].text);
+  EXPECT_EQ(responses[0].body["Status"], "FAILED");
+  EXPECT_NE(responses[0].body["Reason"].get<std::string>().find("permission denied"),
+            std::string::npos);
+  // A failed Create's id is derived from the request, not made up per attempt.
+  EXPECT_NE(responses[0].body["PhysicalResourceId"].get<std::string>().find("create-failed"),
+            std::string::npos);
+  EXPECT_EQ(w.state->records()[0].state, RecordState::kDone);
+}
+
 INSTANTIATE_TEST_SUITE_P(EveryStep, CrashAt,
                          ::testing::Values("claimed", "called_back", "finished"));
 
