@@ -80,7 +80,7 @@ void Completions::release_after_failure(const StatementKey& key, const std::stri
                                         const aws::CallContext& context) {
   try {
     state_->release_claim(key, owner, context);
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {
     // The claim's lease runs out on its own; the redelivery takes it over then.
     spdlog::warn("could not release the claim on {}: {}", key.statement_name(), e.what());
   }
@@ -122,13 +122,20 @@ Disposition Completions::complete(const StatementKey& key, Outcome outcome,
     if (deliver) {
       if (!outcome.succeeded() && outcome.error.empty() && !outcome.statement_id.empty()) {
         Json described = redshift_->describe_statement(outcome.statement_id, context);
-        outcome.error = described.value("Error", std::string());
+        outcome.error = string_member(described, "Error");  // "" when absent or null
       }
       notifier_.notify(record.waiter, outcome, context);
     }
   } catch (const Error& e) {
     spdlog::warn("could not call back for statement {} ({}: {}); it will be retried", name,
                  e.name(), e.message());
+    release_after_failure(key, owner, context);
+    return Disposition::kRetry;
+  } catch (const std::exception& e) {
+    // Not a service error (an answer of an unexpected shape, a bug): still give the claim back,
+    // or every redelivery would find it held until its lease runs out.
+    spdlog::error("calling back for statement {} failed unexpectedly ({}); it will be retried",
+                  name, e.what());
     release_after_failure(key, owner, context);
     return Disposition::kRetry;
   }

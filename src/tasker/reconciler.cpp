@@ -25,14 +25,24 @@ std::string iso_now() {
   return buf;
 }
 
+// The integer member `key` of a Data API answer, or `fallback` when absent, null or not an
+// integer (answers are read defensively: a null must not abort the run).
+std::int64_t integer_member(const Json& object, const char* key, std::int64_t fallback) {
+  if (!object.is_object()) return fallback;
+  auto it = object.find(key);
+  return it != object.end() && it->is_number_integer() ? it->get<std::int64_t>() : fallback;
+}
+
 // The statement id of `name` from ListStatements, or "" when the Data API never saw it.
 std::string find_statement(services::RedshiftData& redshift, const std::string& name,
                            const aws::CallContext& context) {
   services::ListStatementsRequest list;
   list.statement_name = name;
   Json found = redshift.list_statements(list, context);
-  for (const auto& s : found.value("Statements", Json::array())) {
-    if (s.value("StatementName", "") == name) return s.value("Id", "");
+  auto statements = found.find("Statements");
+  if (statements == found.end() || !statements->is_array()) return {};
+  for (const auto& s : *statements) {
+    if (string_member(s, "StatementName") == name) return string_member(s, "Id");
   }
   return {};
 }
@@ -51,10 +61,10 @@ Json Reconciler::synthesize_event(const Json& described, const std::string& stat
                                   const std::string& region) {
   Json detail = {{"principal", ""},
                  {"statementName", statement_name},
-                 {"statementId", described.value("Id", "")},
-                 {"redshiftQueryId", described.value("RedshiftQueryId", -1)},
-                 {"state", described.value("Status", "")},
-                 {"rows", described.value("ResultRows", -1)},
+                 {"statementId", string_member(described, "Id")},
+                 {"redshiftQueryId", integer_member(described, "RedshiftQueryId", -1)},
+                 {"state", string_member(described, "Status")},
+                 {"rows", integer_member(described, "ResultRows", -1)},
                  {"expireAt", now_epoch_seconds() + 86400}};
   return {{"version", "0"},
           {"id", random_uuid()},
@@ -107,13 +117,13 @@ Json Reconciler::run(std::chrono::seconds older_than, const aws::CallContext& co
         continue;
       }
       Json described = redshift_->describe_statement(id, context);
-      outcome.status = services::parse_statement_status(described.value("Status", ""));
+      outcome.status = services::parse_statement_status(string_member(described, "Status"));
       if (!services::is_terminal(outcome.status)) {
         ++running;
         continue;
       }
-      outcome.error = described.value("Error", std::string());
-      outcome.rows = described.value("ResultRows", std::int64_t{-1});
+      outcome.error = string_member(described, "Error");  // "" when absent or null
+      outcome.rows = integer_member(described, "ResultRows", -1);
       outcome.event = synthesize_event(described, name, options_.region);
       spdlog::info("reconcile: statement {} is {} but was never completed", name,
                    services::to_string(outcome.status));
@@ -129,7 +139,9 @@ Json Reconciler::run(std::chrono::seconds older_than, const aws::CallContext& co
           ++done;
           break;
       }
-    } catch (const Error& e) {
+    } catch (const std::exception& e) {
+      // One statement's trouble (a service error, an answer of an unexpected shape) must not
+      // stop the run for the others.
       ++retry;
       spdlog::warn("reconcile: could not examine {}: {}", name, e.what());
     }

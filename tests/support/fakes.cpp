@@ -44,6 +44,9 @@ Json FakeRedshiftData::execute(const services::ExecuteRequest& request, const aw
 Json FakeRedshiftData::describe_statement(const std::string& id, const aws::CallContext&) {
   std::lock_guard lock(mutex_);
   calls_.push_back("DescribeStatement " + id);
+  if (auto set = describe_responses_.find(id); set != describe_responses_.end()) {
+    return set->second;
+  }
   auto it = statements_.find(id);
   if (it == statements_.end()) {
     throw Error("ResourceNotFoundException", "Statement " + id + " not found", 400);
@@ -95,6 +98,11 @@ void FakeRedshiftData::set_status(const std::string& id, std::string status, std
   std::lock_guard lock(mutex_);
   statements_[id].status = std::move(status);
   statements_[id].error = std::move(error);
+}
+
+void FakeRedshiftData::set_describe_response(const std::string& id, Json response) {
+  std::lock_guard lock(mutex_);
+  describe_responses_[id] = std::move(response);
 }
 
 void FakeRedshiftData::fail_next_execute(Error error) {

@@ -37,6 +37,8 @@ class FakeRedshiftData : public services::RedshiftData {
 
   // Sets a statement's status (and error text) as DescribeStatement will report it.
   void set_status(const std::string& id, std::string status, std::string error = {});
+  // DescribeStatement of `id` answers exactly `response` from now on (odd shapes: nulls, ...).
+  void set_describe_response(const std::string& id, Json response);
   // The next execute() throws this instead of starting anything.
   void fail_next_execute(Error error);
   // Every call, in order: "<Operation> <argument>".
@@ -51,7 +53,8 @@ class FakeRedshiftData : public services::RedshiftData {
     std::string error;
   };
   mutable std::mutex mutex_;
-  std::map<std::string, Statement> statements_;  // by id
+  std::map<std::string, Statement> statements_;     // by id
+  std::map<std::string, Json> describe_responses_;  // by id
   std::map<std::string, std::string> by_client_token_;
   std::vector<std::string> calls_;
   std::vector<services::ExecuteRequest> executed_;

@@ -50,7 +50,9 @@ class Completions {
   Json handle_batch(const Json& sqs_event, const aws::CallContext& context);
 
   // The statement `key` ended as `outcome`: call its waiter back exactly once. When the outcome is
-  // a failure without error text, DescribeStatement supplies it.
+  // a failure without error text, DescribeStatement supplies it. A callback that fails with any
+  // std::exception gives the claim back and answers kRetry; other exception types (the test
+  // fault hook's) propagate untouched.
   Disposition complete(const StatementKey& key, Outcome outcome, const aws::CallContext& context);
 
   // Parses one SQS message body; nullopt when it is not a Data API completion event.

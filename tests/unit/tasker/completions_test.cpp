@@ -2,7 +2,9 @@
 // duplication, concurrency or crash point; exactly the failed records reported for retry.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
+#include <stdexcept>
 #include <thread>
 
 #include "rstasker/common/error.hpp"
@@ -191,6 +193,48 @@ TEST(Completions, OnlyTheRecordWhoseCallbackFailsIsRetried) {
       tasker->handle(batch({record("mb", completion_body(b.name, b.id, "FINISHED"))}), ctx());
   EXPECT_TRUE(failed_ids(again).empty());
   EXPECT_EQ(w.sfn->callbacks().size(), 3u);
+}
+
+TEST(Completions, ANullErrorTextInDescribeStatementStillCallsBack) {
+  World w;
+  auto tasker = w.tasker();
+  Started s = start(*tasker, 5);
+  w.redshift->set_describe_response(s.id, {{"Id", s.id}, {"Status", "FAILED"}, {"Error", nullptr}});
+  Json response =
+      tasker->handle(batch({record("m", completion_body(s.name, s.id, "FAILED"))}), ctx());
+  EXPECT_TRUE(failed_ids(response).empty());
+  auto callbacks = w.sfn->callbacks();
+  ASSERT_EQ(callbacks.size(), 1u);
+  EXPECT_EQ(callbacks[0].kind, "failure");
+  EXPECT_EQ(Json::parse(callbacks[0].cause)["error"], "");
+  EXPECT_EQ(w.state->records()[0].state, RecordState::kDone);
+}
+
+// Step Functions whose first callback throws a std::exception that is not an rstasker::Error.
+class SurprisingStepFunctions : public FakeStepFunctions {
+ public:
+  void send_task_success(const std::string& task_token, const std::string& output,
+                         const aws::CallContext& context) override {
+    if (!surprised_.exchange(true)) throw std::runtime_error("unexpected answer shape");
+    FakeStepFunctions::send_task_success(task_token, output, context);
+  }
+
+ private:
+  std::atomic<bool> surprised_{false};
+};
+
+TEST(Completions, AnUnexpectedExceptionGivesTheClaimBack) {
+  World w;
+  w.sfn = std::make_shared<SurprisingStepFunctions>();
+  auto tasker = w.tasker();
+  Started s = start(*tasker, 6);
+  Json event = batch({record("m", completion_body(s.name, s.id, "FINISHED"))});
+  EXPECT_EQ(failed_ids(tasker->handle(event, ctx())), std::vector<std::string>{"m"});
+  EXPECT_EQ(w.state->records()[0].state, RecordState::kWaiting) << "the claim is still held";
+  // So the redelivery completes it at once instead of waiting for the lease to run out.
+  EXPECT_TRUE(failed_ids(tasker->handle(event, ctx())).empty());
+  EXPECT_EQ(w.sfn->callbacks().size(), 1u);
+  EXPECT_EQ(w.state->records()[0].state, RecordState::kDone);
 }
 
 TEST(Completions, AGoneWaiterIsFinalNotRetried) {
@@ -400,6 +444,21 @@ TEST(Reconcile, FinishesTerminalStatementsWhoseEventNeverCame) {
   // A second run only sees what still runs.
   Json second = tasker->handle({{"action", "reconcile"}, {"olderThanSeconds", 0}}, ctx());
   EXPECT_EQ(second["examined"], 1);
+}
+
+TEST(Reconcile, NullsInDescribeStatementDoNotStopTheRun) {
+  World w;
+  auto tasker = w.tasker();
+  Started s = start(*tasker, 1);
+  w.redshift->set_describe_response(s.id, {{"Id", s.id},
+                                           {"Status", "FINISHED"},
+                                           {"Error", nullptr},
+                                           {"ResultRows", nullptr},
+                                           {"RedshiftQueryId", nullptr}});
+  Json summary = tasker->handle({{"action", "reconcile"}, {"olderThanSeconds", 0}}, ctx());
+  EXPECT_EQ(summary["completed"], 1);
+  ASSERT_EQ(w.sfn->callbacks().size(), 1u);
+  EXPECT_EQ(Json::parse(w.sfn->callbacks()[0].output)["detail"]["rows"], -1);
 }
 
 TEST(Reconcile, RespectsTheThreshold) {
