@@ -16,6 +16,17 @@ namespace {
 // API accepted its statement (no invocation lives longer than 15 minutes).
 constexpr std::int64_t kNeverStartedAfterMs = 15LL * 60 * 1000;
 
+// How long the Data API keeps a statement (DescribeStatement knows it for 24 hours).
+constexpr std::int64_t kDataApiRetentionMs = 24LL * 60 * 60 * 1000;
+
+// Whether DescribeStatement said it does not know the statement.
+bool is_statement_not_found(const Error& e) {
+  if (e.name() == "ResourceNotFoundException") return true;
+  const std::string message = ascii_lower(e.message());
+  return e.name() == "ValidationException" && (message.find("not found") != std::string::npos ||
+                                               message.find("does not exist") != std::string::npos);
+}
+
 std::string iso_now() {
   std::time_t now = std::time(nullptr);
   std::tm utc{};
@@ -80,81 +91,122 @@ Json Reconciler::synthesize_event(const Json& described, const std::string& stat
 Json Reconciler::run(std::chrono::seconds older_than, const aws::CallContext& context) {
   const std::int64_t now = now_epoch_ms();
   const std::int64_t cutoff = now - std::chrono::milliseconds(older_than).count();
-  std::vector<StatementRecord> waiting =
-      state_->waiting_before(cutoff, options_.max_records + 1, context);
-  bool more = waiting.size() > options_.max_records;
-  if (more) waiting.resize(options_.max_records);
+  int examined = 0, completed = 0, running = 0, never_started = 0, done = 0, retry = 0, unknown = 0;
+  bool more = false;
 
-  int examined = 0, completed = 0, running = 0, never_started = 0, done = 0, retry = 0;
-  for (const StatementRecord& record : waiting) {
+  // Page through the whole index while time allows: statements still running (they may run
+  // 24 hours) stay at its head, and stopping after a fixed number would starve those behind.
+  std::string cursor;
+  do {
     if (context.deadline.remaining() < options_.min_time_left) {
       more = true;
       break;
     }
-    ++examined;
-    const std::string name = record.key.statement_name();
-    try {
-      std::string id = record.statement_id;
-      if (id.empty()) id = find_statement(*redshift_, name, context);
-      Outcome outcome;
-      outcome.statement_name = name;
-      outcome.statement_id = id;
-      if (id.empty()) {
-        if (now - record.created_at_ms < kNeverStartedAfterMs) {
-          ++running;  // its invocation may still be starting it
-          continue;
-        }
-        // Nobody can be waiting for a result that was never produced: the invocation failed and
-        // its caller saw that failure. Finish the record without a callback.
-        spdlog::warn("statement {} never started; marking it done without a callback", name);
-        StatementKey key = record.key;
-        Claim claim = state_->claim(key, random_uuid(), context.deadline.epoch_ms(), context);
-        if (claim.result == ClaimResult::kClaimed) {
-          state_->mark_start_failed(key, "never started (found by reconcile)", context);
-          if (!record.lock_key.empty()) state_->release_lock(record.lock_key, name, context);
-        }
-        ++never_started;
-        continue;
+    WaitingPage page = state_->waiting_before(cutoff, options_.page_size, cursor, context);
+    cursor = page.next;
+    for (const StatementRecord& record : page.records) {
+      if (context.deadline.remaining() < options_.min_time_left) {
+        more = true;
+        break;
       }
-      Json described = redshift_->describe_statement(id, context);
-      outcome.status = services::parse_statement_status(string_member(described, "Status"));
-      if (!services::is_terminal(outcome.status)) {
-        ++running;
-        continue;
-      }
-      outcome.error = string_member(described, "Error");  // "" when absent or null
-      outcome.rows = integer_member(described, "ResultRows", -1);
-      outcome.event = synthesize_event(described, name, options_.region);
-      spdlog::info("reconcile: statement {} is {} but was never completed", name,
-                   services::to_string(outcome.status));
-      switch (completions_.complete(record.key, std::move(outcome), context)) {
-        case Disposition::kCompleted:
+      ++examined;
+      switch (examine(record, now, context)) {
+        case Examined::kCompleted:
           ++completed;
           break;
-        case Disposition::kRetry:
-          ++retry;
+        case Examined::kRunning:
+          ++running;
           break;
-        case Disposition::kNotOurs:
-        case Disposition::kAlreadyDone:
+        case Examined::kNeverStarted:
+          ++never_started;
+          break;
+        case Examined::kAlreadyDone:
           ++done;
           break;
+        case Examined::kOutcomeUnknown:
+          ++unknown;
+          break;
+        case Examined::kRetryLater:
+          ++retry;
+          break;
       }
-    } catch (const std::exception& e) {
-      // One statement's trouble (a service error, an answer of an unexpected shape) must not
-      // stop the run for the others.
-      ++retry;
-      spdlog::warn("reconcile: could not examine {}: {}", name, e.what());
     }
-  }
-  Json summary = {{"examined", examined},
-                  {"completed", completed},
-                  {"stillRunning", running},
-                  {"neverStarted", never_started},
-                  {"alreadyDone", done},
-                  {"retryLater", retry},
-                  {"more", more}};
+  } while (!more && !cursor.empty());
+
+  Json summary = {{"examined", examined},    {"completed", completed},
+                  {"stillRunning", running}, {"neverStarted", never_started},
+                  {"alreadyDone", done},     {"outcomeUnknown", unknown},
+                  {"retryLater", retry},     {"more", more}};
   spdlog::info("reconcile: {}", dump_json(summary));
   return summary;
+}
+
+Reconciler::Examined Reconciler::examine(const StatementRecord& record, std::int64_t now,
+                                         const aws::CallContext& context) {
+  const std::string name = record.key.statement_name();
+  try {
+    std::string id = record.statement_id;
+    if (id.empty()) id = find_statement(*redshift_, name, context);
+    Outcome outcome;
+    outcome.statement_name = name;
+    outcome.statement_id = id;
+    if (id.empty()) {
+      // its invocation may still be starting it
+      if (now - record.created_at_ms < kNeverStartedAfterMs) return Examined::kRunning;
+      // Nobody can be waiting for a result that was never produced: the invocation failed and
+      // its caller saw that failure. Finish the record without a callback.
+      spdlog::warn("statement {} never started; marking it done without a callback", name);
+      Claim claim = state_->claim(record.key, random_uuid(), context.deadline.epoch_ms(), context);
+      if (claim.result == ClaimResult::kClaimed) {
+        state_->mark_start_failed(record.key, "never started (found by reconcile)", context);
+        if (!record.lock_key.empty()) state_->release_lock(record.lock_key, name, context);
+      }
+      return Examined::kNeverStarted;
+    }
+
+    Json described;
+    try {
+      described = redshift_->describe_statement(id, context);
+    } catch (const Error& e) {
+      if (!is_statement_not_found(e) || now - record.created_at_ms <= kDataApiRetentionMs) throw;
+      // The Data API keeps statements for 24 hours: past that, asking again can never succeed.
+      // The waiter is told the outcome is unknown rather than left waiting for ever.
+      spdlog::warn("reconcile: the Data API no longer knows statement {} ({}: {})", name, e.name(),
+                   e.message());
+      outcome.status = services::StatementStatus::kFailed;
+      outcome.error =
+          "the outcome is unknown: the Redshift Data API no longer knows statement " + id +
+          " (it keeps statements for 24 hours, and its completion event never arrived); check "
+          "the database before running the SQL again";
+      Disposition disposition = completions_.complete(record.key, std::move(outcome), context);
+      if (disposition == Disposition::kRetry) return Examined::kRetryLater;
+      return disposition == Disposition::kCompleted ? Examined::kOutcomeUnknown
+                                                    : Examined::kAlreadyDone;
+    }
+
+    outcome.status = services::parse_statement_status(string_member(described, "Status"));
+    if (!services::is_terminal(outcome.status)) return Examined::kRunning;
+    outcome.error = string_member(described, "Error");  // "" when absent or null
+    outcome.rows = integer_member(described, "ResultRows", -1);
+    outcome.event = synthesize_event(described, name, options_.region);
+    spdlog::info("reconcile: statement {} is {} but was never completed", name,
+                 services::to_string(outcome.status));
+    switch (completions_.complete(record.key, std::move(outcome), context)) {
+      case Disposition::kCompleted:
+        return Examined::kCompleted;
+      case Disposition::kRetry:
+        return Examined::kRetryLater;
+      case Disposition::kNotOurs:
+      case Disposition::kAlreadyDone:
+        return Examined::kAlreadyDone;
+    }
+    return Examined::kRetryLater;
+  } catch (const std::exception& e) {
+    // One statement's trouble (a service error, an answer of an unexpected shape) must not
+    // stop the run for the others.
+    spdlog::warn("reconcile: could not examine {}: {}", name, e.what());
+    return Examined::kRetryLater;
+  }
 }
 
 }  // namespace rstasker::tasker

@@ -1,6 +1,7 @@
 // The state table on DynamoDB: conditional writes carry every guarantee (no read-modify-write).
 #include "rstasker/tasker/state_table.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <chrono>
@@ -285,27 +286,34 @@ class DynamoStateTable final : public StateTable {
     }
   }
 
-  std::vector<StatementRecord> waiting_before(std::int64_t cutoff_ms, std::size_t limit,
-                                              const aws::CallContext& context) override {
-    std::vector<StatementRecord> out;
+  WaitingPage waiting_before(std::int64_t cutoff_ms, std::size_t limit, const std::string& cursor,
+                             const aws::CallContext& context) override {
     Json request = {{"TableName", table_},
                     {"IndexName", kWaitingIndex},
                     {"KeyConditionExpression", "#waiting = :w AND #since <= :cutoff"},
                     {"ExpressionAttributeNames", names_for({"#waiting", "#since"})},
                     {"ExpressionAttributeValues",
                      {{":w", attr_s(kWaitingMarker)}, {":cutoff", attr_n(cutoff_ms)}}},
-                    {"ScanIndexForward", true}};
-    while (out.size() < limit) {
-      request["Limit"] = static_cast<std::int64_t>(limit - out.size());
-      Json response = db_->query(request, context);
-      for (const auto& item : response.value("Items", Json::array())) {
-        out.push_back(record_from_item(item));
+                    {"ScanIndexForward", true},
+                    {"Limit", static_cast<std::int64_t>(std::max<std::size_t>(limit, 1))}};
+    if (!cursor.empty()) {
+      // The cursor is the index's LastEvaluatedKey of the previous page, as JSON text.
+      Json start = parse_json(cursor, "the waiting-index cursor", error_names::kInvalidRequest);
+      if (!start.is_object()) {
+        throw invalid_request("the waiting-index cursor is not one this table made");
       }
-      auto last = response.find("LastEvaluatedKey");
-      if (last == response.end() || last->empty()) break;
-      request["ExclusiveStartKey"] = *last;
+      request["ExclusiveStartKey"] = std::move(start);
     }
-    return out;
+    Json response = db_->query(request, context);
+    WaitingPage page;
+    for (const auto& item : response.value("Items", Json::array())) {
+      page.records.push_back(record_from_item(item));
+    }
+    if (auto last = response.find("LastEvaluatedKey");
+        last != response.end() && last->is_object() && !last->empty()) {
+      page.next = dump_json(*last);
+    }
+    return page;
   }
 
   bool acquire_lock(const SingletonLock& lock, std::int64_t now_ms,

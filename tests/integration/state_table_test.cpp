@@ -154,12 +154,24 @@ TEST_F(StateTableTest, TheWaitingIndexHoldsOnlyTrackedUnfinishedRecordsOldestFir
   ASSERT_TRUE(table->finish(finished.key, "o", "FINISHED", ctx_));
   table->mark_start_failed(failed.key, "x", ctx_);
 
-  auto waiting = table->waiting_before(now - 10000, 10, ctx_);
+  auto waiting = table->waiting_before(now - 10000, 10, "", ctx_).records;
   ASSERT_EQ(waiting.size(), 2u);
   EXPECT_EQ(waiting[0].key, old1.key);
   EXPECT_EQ(waiting[1].key, old2.key);
-  EXPECT_EQ(table->waiting_before(now + 1, 1, ctx_).size(), 1u) << "limit";
-  EXPECT_EQ(table->waiting_before(now + 1, 10, ctx_).size(), 3u);
+  EXPECT_EQ(table->waiting_before(now + 1, 10, "", ctx_).records.size(), 3u);
+
+  // Page by page, each page continuing where the previous one ended.
+  std::vector<StatementKey> paged;
+  std::string cursor;
+  int pages = 0;
+  do {
+    WaitingPage page = table->waiting_before(now + 1, 2, cursor, ctx_);
+    EXPECT_LE(page.records.size(), 2u) << "limit";
+    for (const auto& r : page.records) paged.push_back(r.key);
+    cursor = page.next;
+  } while (!cursor.empty() && ++pages < 10);
+  EXPECT_EQ(paged, (std::vector<StatementKey>{old1.key, old2.key, fresh.key}));
+  EXPECT_THROW(table->waiting_before(now + 1, 2, "not a cursor", ctx_), Error);
 }
 
 TEST_F(StateTableTest, SingletonLocks) {

@@ -2,6 +2,7 @@
 #include "support/fakes.hpp"
 
 #include <algorithm>
+#include <tuple>
 
 #include "rstasker/common/deadline.hpp"
 #include "rstasker/common/text.hpp"
@@ -233,21 +234,41 @@ bool MemoryStateTable::finish(const StatementKey& key, const std::string& owner,
   return true;
 }
 
-std::vector<StatementRecord> MemoryStateTable::waiting_before(std::int64_t cutoff_ms,
-                                                              std::size_t limit,
-                                                              const aws::CallContext&) {
+tasker::WaitingPage MemoryStateTable::waiting_before(std::int64_t cutoff_ms, std::size_t limit,
+                                                     const std::string& cursor,
+                                                     const aws::CallContext&) {
   enter("waiting_before", false);
   std::lock_guard lock(mutex_);
-  std::vector<StatementRecord> out;
+  // Ordered as the index is (by waitingSince), ties broken by the key; the cursor is the position
+  // of the last record returned, as JSON [createdAt, id, invocationId].
+  using Position = std::tuple<std::int64_t, std::string, std::string>;
+  auto position = [](const StatementRecord& r) {
+    return Position{r.created_at_ms, r.key.id, r.key.invocation_id};
+  };
+  std::optional<Position> after;
+  if (!cursor.empty()) {
+    Json parsed = Json::parse(cursor);
+    after = Position{parsed.at(0).get<std::int64_t>(), parsed.at(1).get<std::string>(),
+                     parsed.at(2).get<std::string>()};
+  }
+  std::vector<StatementRecord> matching;
   for (const auto& [key, r] : records_) {
     bool waiting =
         r.tracked() && (r.state == RecordState::kWaiting || r.state == RecordState::kClaimed);
-    if (waiting && r.created_at_ms <= cutoff_ms) out.push_back(r);
+    if (waiting && r.created_at_ms <= cutoff_ms && (!after || position(r) > *after)) {
+      matching.push_back(r);
+    }
   }
-  std::sort(out.begin(), out.end(),
-            [](const auto& a, const auto& b) { return a.created_at_ms < b.created_at_ms; });
-  if (out.size() > limit) out.resize(limit);
-  return out;
+  std::sort(matching.begin(), matching.end(),
+            [&](const auto& a, const auto& b) { return position(a) < position(b); });
+  tasker::WaitingPage page;
+  const std::size_t count = std::min(std::max<std::size_t>(limit, 1), matching.size());
+  page.records.assign(matching.begin(), matching.begin() + static_cast<std::ptrdiff_t>(count));
+  if (count < matching.size()) {
+    const auto& [created, id, invocation] = position(page.records.back());
+    page.next = Json::array({created, id, invocation}).dump();
+  }
+  return page;
 }
 
 bool MemoryStateTable::acquire_lock(const SingletonLock& lock_value, std::int64_t now_ms,

@@ -78,8 +78,9 @@ class MemoryStateTable : public tasker::StateTable {
                      const aws::CallContext& context) override;
   bool finish(const tasker::StatementKey& key, const std::string& owner, const std::string& outcome,
               const aws::CallContext& context) override;
-  std::vector<tasker::StatementRecord> waiting_before(std::int64_t cutoff_ms, std::size_t limit,
-                                                      const aws::CallContext& context) override;
+  tasker::WaitingPage waiting_before(std::int64_t cutoff_ms, std::size_t limit,
+                                     const std::string& cursor,
+                                     const aws::CallContext& context) override;
   bool acquire_lock(const tasker::SingletonLock& lock, std::int64_t now_ms,
                     const aws::CallContext& context) override;
   bool steal_lock(const tasker::SingletonLock& lock, const std::string& expected_holder,

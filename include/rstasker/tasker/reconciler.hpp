@@ -14,7 +14,7 @@
 namespace rstasker::tasker {
 
 struct ReconcileOptions {
-  std::size_t max_records = 200;                  // per run; the next run continues
+  std::size_t page_size = 200;                    // records read from the index per query
   std::chrono::milliseconds min_time_left{5000};  // stop examining when less remains
   std::string region;                             // for the events it builds
 };
@@ -24,9 +24,12 @@ class Reconciler {
   Reconciler(std::shared_ptr<StateTable> state, std::shared_ptr<services::RedshiftData> redshift,
              Completions& completions, ReconcileOptions options);
 
-  // Examines records waiting since before now - `older_than`. Returns counts:
-  // {"examined", "completed", "stillRunning", "neverStarted", "alreadyDone", "retryLater",
-  //  "more": whether records were left for the next run}.
+  // Examines records waiting since before now - `older_than`, oldest first, paging through the
+  // whole waiting index until it ends or less than min_time_left remains. A statement older
+  // than the Data API's 24-hour retention that DescribeStatement no longer knows is finished
+  // with a FAILED callback whose cause says its outcome is unknown. Returns counts:
+  // {"examined", "completed", "stillRunning", "neverStarted", "alreadyDone", "outcomeUnknown",
+  //  "retryLater", "more": whether records were left for the next run}.
   Json run(std::chrono::seconds older_than, const aws::CallContext& context);
 
   // The completion event a statement would have produced, from its DescribeStatement response.
@@ -34,6 +37,17 @@ class Reconciler {
                                const std::string& region);
 
  private:
+  enum class Examined {
+    kCompleted,
+    kRunning,
+    kNeverStarted,
+    kAlreadyDone,
+    kOutcomeUnknown,
+    kRetryLater
+  };
+  Examined examine(const StatementRecord& record, std::int64_t now,
+                   const aws::CallContext& context);
+
   std::shared_ptr<StateTable> state_;
   std::shared_ptr<services::RedshiftData> redshift_;
   Completions& completions_;

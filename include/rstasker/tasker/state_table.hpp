@@ -78,6 +78,13 @@ struct Claim {
   bool taken_over = false;
 };
 
+// One page of the waiting index.
+struct WaitingPage {
+  std::vector<StatementRecord> records;  // oldest first
+  // Where the next page starts (opaque, for the next call); "" when there is nothing after it.
+  std::string next;
+};
+
 struct SingletonLock {
   std::string key;
   std::string holder;        // the holding statement's name
@@ -115,9 +122,13 @@ class StateTable {
   // longer holds the claim (it expired and was taken over).
   virtual bool finish(const StatementKey& key, const std::string& owner, const std::string& outcome,
                       const aws::CallContext& context) = 0;
-  // Records in the waiting index that started waiting at or before `cutoff_ms`, oldest first.
-  virtual std::vector<StatementRecord> waiting_before(std::int64_t cutoff_ms, std::size_t limit,
-                                                      const aws::CallContext& context) = 0;
+  // Records in the waiting index that started waiting at or before `cutoff_ms`, oldest first:
+  // at most `limit` of them, starting after `cursor` ("" for the oldest; else a page's `next`).
+  // Paging lets a caller get past records that stay waiting (statements still running) to the
+  // ones behind them. Throws InvalidRequest for a cursor it did not make.
+  virtual WaitingPage waiting_before(std::int64_t cutoff_ms, std::size_t limit,
+                                     const std::string& cursor,
+                                     const aws::CallContext& context) = 0;
 
   // Creates `lock` unless a live lock with its key exists (one whose expires_at_ms >= now_ms).
   virtual bool acquire_lock(const SingletonLock& lock, std::int64_t now_ms,

@@ -461,6 +461,61 @@ TEST(Reconcile, NullsInDescribeStatementDoNotStopTheRun) {
   EXPECT_EQ(Json::parse(w.sfn->callbacks()[0].output)["detail"]["rows"], -1);
 }
 
+TEST(Reconcile, PagesPastStatementsThatAreStillRunning) {
+  World w;
+  auto tasker = w.tasker();
+  // More statements still running than one page of the index holds, all older than the one
+  // whose event was lost: reconcile must still get to it.
+  for (int i = 0; i < 250; ++i) start(*tasker, i);
+  Started lost = start(*tasker, 250);
+  w.redshift->set_status(lost.id, "FINISHED");
+  Json summary = tasker->handle({{"action", "reconcile"}, {"olderThanSeconds", 0}}, ctx());
+  EXPECT_EQ(summary["examined"], 251);
+  EXPECT_EQ(summary["stillRunning"], 250);
+  EXPECT_EQ(summary["completed"], 1);
+  EXPECT_EQ(summary["more"], false);
+  EXPECT_EQ(w.sfn->callback_requests(lost.token), 1u);
+}
+
+TEST(Reconcile, AStatementTheDataApiNoLongerKnowsFailsAsUnknownAfterItsRetention) {
+  World w;
+  auto tasker = w.tasker();
+  const std::int64_t hour_ms = 3600 * 1000;
+  auto waiting = [&](int i, std::int64_t age_ms) {
+    StatementRecord r;
+    r.key = {arn(i), "1790000000.00000" + std::to_string(i)};
+    r.statement_id = "forgotten-" + std::to_string(i);  // DescribeStatement: not found
+    r.waiter.kind = WaiterKind::kStepFunctions;
+    r.waiter.task_token = "TOKEN-" + std::to_string(i) + "-abcdef";
+    r.created_at_ms = now_epoch_ms() - age_ms;
+    r.expires_at_s = now_epoch_seconds() + 7 * 86400;
+    EXPECT_TRUE(w.state->insert(r, ctx()));
+    return r;
+  };
+  StatementRecord expired = waiting(1, 25 * hour_ms);
+  StatementRecord recent = waiting(2, 2 * hour_ms);
+
+  Json summary = tasker->handle({{"action", "reconcile"}, {"olderThanSeconds", 0}}, ctx());
+  EXPECT_EQ(summary["outcomeUnknown"], 1);
+  EXPECT_EQ(summary["retryLater"], 1) << "within 24 hours, not found may still be transient";
+  auto callbacks = w.sfn->callbacks();
+  ASSERT_EQ(callbacks.size(), 1u);
+  EXPECT_EQ(callbacks[0].task_token, expired.waiter.task_token);
+  EXPECT_EQ(callbacks[0].kind, "failure");
+  EXPECT_EQ(callbacks[0].error, "FAILED");
+  Json cause = Json::parse(callbacks[0].cause);
+  EXPECT_EQ(cause["statementId"], expired.statement_id);
+  EXPECT_NE(cause["error"].get<std::string>().find("outcome is unknown"), std::string::npos)
+      << cause.dump();
+  EXPECT_EQ(w.state->get(expired.key, ctx())->state, RecordState::kDone);
+  EXPECT_EQ(w.state->get(recent.key, ctx())->state, RecordState::kWaiting);
+
+  // The next run does not call the expired one again.
+  Json second = tasker->handle({{"action", "reconcile"}, {"olderThanSeconds", 0}}, ctx());
+  EXPECT_EQ(second["examined"], 1);
+  EXPECT_EQ(w.sfn->callback_requests(expired.waiter.task_token), 1u);
+}
+
 TEST(Reconcile, RespectsTheThreshold) {
   World w;
   auto tasker = w.tasker();
