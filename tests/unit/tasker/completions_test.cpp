@@ -176,6 +176,66 @@ TEST(Completions, SharedEventFilesGetTheDocumentedOutcome) {
   EXPECT_TRUE(w.sfn->callbacks().empty());
 }
 
+TEST(Completions, SharedCompletionEventsOfOurStatementsCallTheirWaitersBack) {
+  auto shared = rstasker::testing::shared_dir();
+  if (!shared) GTEST_SKIP() << "../shared is absent (a user's clone): no example events to replay";
+  struct Case {
+    const char* file;
+    const char* state;
+    const char* error;  // what DescribeStatement says
+  };
+  const Case cases[] = {
+      {"sqs-completion-finished.json", "FINISHED", ""},
+      {"sqs-completion-failed.json", "FAILED", "ERROR: relation \"staging.orders\" does not exist"},
+      {"sqs-completion-aborted.json", "ABORTED", "Query (4711) cancelled on user's request"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.file);
+    World w;
+    Json event = Json::parse(rstasker::testing::read_file(*shared / "events" / c.file));
+    ASSERT_EQ(event["Records"].size(), 1u);
+    Json body = Json::parse(event["Records"][0]["body"].get<std::string>());
+    const std::string name = body["detail"]["statementName"];
+    const std::string id = body["detail"]["statementId"];
+    ASSERT_EQ(body["detail"]["state"], c.state);
+
+    // The record the start of that statement would have written.
+    auto key = StatementKey::from_statement_name(name);
+    ASSERT_TRUE(key) << name;
+    StatementRecord r;
+    r.key = *key;
+    r.statement_id = id;
+    r.waiter.kind = WaiterKind::kStepFunctions;
+    r.waiter.task_token = "TOKEN-shared-event-abcdef";
+    r.created_at_ms = now_epoch_ms();
+    r.expires_at_s = now_epoch_seconds() + 7 * 86400;
+    ASSERT_TRUE(w.state->insert(r, ctx()));
+    w.redshift->set_status(id, c.state, c.error);
+
+    Json response = w.tasker()->handle(event, ctx());
+    EXPECT_TRUE(failed_ids(response).empty());
+    auto callbacks = w.sfn->callbacks();
+    ASSERT_EQ(callbacks.size(), 1u);
+    EXPECT_EQ(callbacks[0].task_token, r.waiter.task_token);
+    if (std::string(c.state) == "FINISHED") {
+      EXPECT_EQ(callbacks[0].kind, "success");
+      EXPECT_EQ(Json::parse(callbacks[0].output), body) << "the event is the task's output";
+    } else {
+      EXPECT_EQ(callbacks[0].kind, "failure");
+      EXPECT_EQ(callbacks[0].error, "FAILED");
+      Json cause = Json::parse(callbacks[0].cause);
+      EXPECT_EQ(cause["state"], c.state);
+      EXPECT_EQ(cause["statementId"], id);
+      EXPECT_EQ(cause["statementName"], name);
+      EXPECT_EQ(cause["error"], c.error);
+    }
+    auto done = w.state->get(*key, ctx());
+    ASSERT_TRUE(done);
+    EXPECT_EQ(done->state, RecordState::kDone);
+    EXPECT_EQ(done->outcome, c.state);
+  }
+}
+
 TEST(Completions, OnlyTheRecordWhoseCallbackFailsIsRetried) {
   World w;
   auto tasker = w.tasker();
