@@ -78,6 +78,8 @@ void Completions::fault(std::string_view step) const {
 
 void Completions::release_after_failure(const StatementKey& key, const std::string& owner,
                                         const aws::CallContext& context) {
+  // Within the work deadline, not context.for_cleanup(): the time after it is kept for returning
+  // the batch response, and a claim left behind only delays the redelivery until its lease ends.
   try {
     state_->release_claim(key, owner, context);
   } catch (const std::exception& e) {
@@ -113,18 +115,21 @@ Disposition Completions::complete(const StatementKey& key, Outcome outcome,
   // built from the same stable inputs, so a repeated PUT stores the same bytes again.
   if (outcome.statement_id.empty()) outcome.statement_id = record.statement_id;
 
+  // The callback's calls stop finish_reserve early, so finish() below still has time.
+  const aws::CallContext callback_context{context.deadline.with_reserve(options_.finish_reserve),
+                                          context.trace_id, context.hard_deadline};
   try {
     bool deliver = record.waiter.kind != WaiterKind::kNone;
-    if (deliver && claim.taken_over && !notifier_.still_waiting(record.waiter, context)) {
+    if (deliver && claim.taken_over && !notifier_.still_waiting(record.waiter, callback_context)) {
       spdlog::info("statement {}: an earlier attempt already called back; not calling again", name);
       deliver = false;
     }
     if (deliver) {
       if (!outcome.succeeded() && outcome.error.empty() && !outcome.statement_id.empty()) {
-        Json described = redshift_->describe_statement(outcome.statement_id, context);
+        Json described = redshift_->describe_statement(outcome.statement_id, callback_context);
         outcome.error = string_member(described, "Error");  // "" when absent or null
       }
-      notifier_.notify(record.waiter, outcome, context);
+      notifier_.notify(record.waiter, outcome, callback_context);
     }
   } catch (const Error& e) {
     spdlog::warn("could not call back for statement {} ({}: {}); it will be retried", name,

@@ -353,18 +353,19 @@ void FakeStepFunctions::record(Callback callback) {
 }
 
 void FakeStepFunctions::send_task_success(const std::string& task_token, const std::string& output,
-                                          const aws::CallContext&) {
-  record({"success", task_token, output, "", ""});
+                                          const aws::CallContext& context) {
+  record({"success", task_token, output, "", "", context.deadline.epoch_ms()});
 }
 
 void FakeStepFunctions::send_task_failure(const std::string& task_token, const std::string& error,
-                                          const std::string& cause, const aws::CallContext&) {
-  record({"failure", task_token, "", error, cause});
+                                          const std::string& cause,
+                                          const aws::CallContext& context) {
+  record({"failure", task_token, "", error, cause, context.deadline.epoch_ms()});
 }
 
 void FakeStepFunctions::send_task_heartbeat(const std::string& task_token,
-                                            const aws::CallContext&) {
-  record({"heartbeat", task_token, "", "", ""});
+                                            const aws::CallContext& context) {
+  record({"heartbeat", task_token, "", "", "", context.deadline.epoch_ms()});
 }
 
 void FakeStepFunctions::fail_token(const std::string& task_token, Error error) {

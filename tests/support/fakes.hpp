@@ -116,6 +116,8 @@ class FakeStepFunctions : public services::StepFunctions {
     std::string output;  // success
     std::string error;   // failure
     std::string cause;   // failure
+    // The deadline of the call's context (milliseconds since the epoch).
+    std::int64_t deadline_epoch_ms = 0;
   };
   void send_task_success(const std::string& task_token, const std::string& output,
                          const aws::CallContext& context) override;

@@ -21,11 +21,22 @@ namespace rstasker::tasker {
 // process dying at that point (nothing after it runs, nothing is cleaned up).
 using FaultHook = std::function<void(std::string_view step)>;
 
+// Time limits. Every call a record makes respects the context's deadline; in Lambda that is the
+// work deadline of CallContext::for_invocation, kInvocationReserve before Lambda stops the
+// invocation, so the batch response is still returned after a record used up its time.
 struct CompletionOptions {
   // A claim is held until the invocation's deadline plus this grace.
   std::chrono::milliseconds claim_grace{10000};
   // A record is not started when less than this remains; it is left for redelivery instead.
+  // Covers one record's usual worst case (a claim, a DescribeStatement, a heartbeat probe, the
+  // callback with a retry, the write that marks it done); a slower record is cut off by the
+  // deadline and retried.
   std::chrono::milliseconds min_time_to_start{3000};
+  // Kept back from a record's callback calls (DescribeStatement, the probe, the callback itself),
+  // at most a quarter of the time left, so marking the record done straight after a callback
+  // that ran to the deadline still has time: otherwise a CloudFormation answer would be PUT
+  // again by the redelivery.
+  std::chrono::milliseconds finish_reserve{500};
   // Records of one batch processed at the same time.
   std::size_t max_parallel = 10;
   FaultHook fault_hook;

@@ -471,6 +471,29 @@ TEST(Completions, RecordsNotStartedBeforeTheDeadlineAreLeftForRedelivery) {
   for (const auto& r : w.state->records()) EXPECT_EQ(r.state, RecordState::kWaiting);
 }
 
+TEST(Completions, ARecordsCallbackStopsEarlyEnoughToMarkItDoneWithinTheWorkDeadline) {
+  World w;
+  CompletionOptions options;
+  options.finish_reserve = std::chrono::seconds(5);
+  auto tasker = w.tasker(options);
+  Started s = start(*tasker, 1);
+  // As in Lambda: the work deadline is kInvocationReserve before the invocation's hard deadline,
+  // which is kept for returning the batch response.
+  auto invocation = aws::CallContext::for_invocation(Deadline::after(std::chrono::seconds(40)));
+  const std::int64_t work_deadline = invocation.deadline.epoch_ms();
+  EXPECT_LE(work_deadline, invocation.hard_deadline.epoch_ms() - 900);
+  Json response =
+      tasker->handle(batch({record("m", completion_body(s.name, s.id, "FINISHED"))}), invocation);
+  EXPECT_TRUE(failed_ids(response).empty());
+  auto callbacks = w.sfn->callbacks();
+  ASSERT_EQ(callbacks.size(), 1u);
+  // Deadlines read as wall-clock times differ by milliseconds; the margins here are seconds.
+  EXPECT_LE(callbacks[0].deadline_epoch_ms, work_deadline - 4000)
+      << "the callback may run until the record can no longer be marked done";
+  EXPECT_GE(callbacks[0].deadline_epoch_ms, work_deadline - 6000);
+  EXPECT_EQ(w.state->records()[0].state, RecordState::kDone);
+}
+
 TEST(Reconcile, FinishesTerminalStatementsWhoseEventNeverCame) {
   World w;
   auto tasker = w.tasker();
