@@ -5,8 +5,10 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "rstasker/aws/sigv4.hpp"
+#include "rstasker/common/deadline.hpp"
 #include "rstasker/common/error.hpp"
 #include "rstasker/common/json.hpp"
 #include "rstasker/common/log.hpp"
@@ -141,6 +143,12 @@ std::string caller_id_for(const Request& request) {
                       .substr(0, 32);
 }
 
+// A digest of custom-resource properties as canonical JSON: object keys in sorted order
+// (nlohmann::json keeps them sorted), no whitespace. A missing or non-object value counts as {}.
+std::string properties_digest(const Json& properties) {
+  return aws::sha256_hex(dump_json(properties.is_object() ? properties : Json::object()));
+}
+
 // What to do for a request: SQL to run, or an answer to give at once.
 struct Plan {
   std::vector<std::string> sqls;  // empty: answer now with `reason` (SUCCESS)
@@ -222,6 +230,21 @@ Plan plan_user_resource(const Request& request) {
   plan.sqls = update_user_sql(before, after);
   if (plan.sqls.empty()) plan.reason = "nothing to change: the properties describe the same user";
   return plan;
+}
+
+// An Update of Custom::RedshiftUser whose SQL the tasker builds (not a seed-style sqlStatement):
+// one whose failure must be remembered for its rollback.
+bool is_user_update(const Request& request) {
+  return request.request_type == "Update" && request.resource_type == kUserResource &&
+         !request.raw.contains("sqlStatement");
+}
+
+// The waiter's UserUpdate member: digests of the properties the Update applies and of those the
+// resource had.
+Json user_update_digests(const Request& request) {
+  return {
+      {"Properties", properties_digest(properties_of(request.raw, "ResourceProperties"))},
+      {"OldProperties", properties_digest(properties_of(request.raw, "OldResourceProperties"))}};
 }
 
 Plan plan_for(const Request& request) {
@@ -339,8 +362,35 @@ std::string cfn_response_body(const Json& request, bool success, const std::stri
 }
 
 CustomResources::CustomResources(const Config& config, Launcher& launcher,
-                                 std::shared_ptr<services::CfnResponder> responder)
-    : config_(config), launcher_(launcher), responder_(std::move(responder)) {}
+                                 std::shared_ptr<services::CfnResponder> responder,
+                                 std::shared_ptr<StateTable> state)
+    : config_(config),
+      launcher_(launcher),
+      responder_(std::move(responder)),
+      state_(std::move(state)) {}
+
+void CustomResources::note_user_update(const std::string& physical_id, const Json& digests,
+                                       bool failed, const aws::CallContext& context) {
+  if (!state_ || physical_id.empty()) return;
+  try {
+    if (failed) {
+      FailedUpdate update;
+      update.physical_id = physical_id;
+      update.failed_digest = string_member(digests, "Properties");
+      update.restored_digest = string_member(digests, "OldProperties");
+      update.expires_at_s =
+          now_epoch_seconds() + static_cast<std::int64_t>(config_.ttl_days) * 86400;
+      state_->record_failed_update(update, context);
+    } else {
+      state_->forget_failed_update(physical_id, context);
+    }
+  } catch (const Error& e) {
+    if (e.retryable() || e.name() == error_names::kDeadlineExceeded) throw;
+    // Answering matters more: CloudFormation would otherwise wait an hour for nothing.
+    spdlog::error("could not {} the failed update of {}: {}: {}; answering anyway",
+                  failed ? "record" : "forget", for_log(physical_id), e.name(), e.message());
+  }
+}
 
 Json CustomResources::handle(const Json& raw, const aws::CallContext& context) {
   if (!raw.is_object()) throw invalid_request("a CloudFormation request must be a JSON object");
@@ -373,17 +423,48 @@ Json CustomResources::handle(const Json& raw, const aws::CallContext& context) {
                   request.physical_id, Json::object());
   }
 
+  const bool user_update = is_user_update(request);
+  const Json digests = user_update ? user_update_digests(request) : Json();
+  // Every FAILED answer to a user Update is recorded first, so its rollback is recognised.
+  auto fail = [&](const std::string& reason) {
+    if (user_update) note_user_update(request.physical_id, digests, true, context);
+    return answer(false, reason, request.failure_id(), Json::object());
+  };
+  if (user_update && state_) {
+    std::optional<FailedUpdate> failed;
+    try {
+      failed = state_->failed_update(request.physical_id, context);
+    } catch (const Error& e) {
+      if (e.retryable() || e.name() == error_names::kDeadlineExceeded) throw;
+      spdlog::error("could not look up failed updates of {}: {}: {}", for_log(request.physical_id),
+                    e.name(), e.message());
+    }
+    if (failed && failed->failed_digest == string_member(digests, "OldProperties") &&
+        failed->restored_digest == string_member(digests, "Properties")) {
+      Json data = Json::object();
+      try {
+        data["Username"] =
+            parse_redshift_username(properties_of(request.raw, "ResourceProperties"));
+      } catch (const Error&) {
+        // Properties the Create accepted; without a username there is just no Data.
+      }
+      return answer(true,
+                    "nothing to change: this rolls back an update that failed without changing "
+                    "anything, so Redshift still has the user these properties describe",
+                    request.physical_id, data);
+    }
+  }
+
   Plan plan;
   try {
     plan = plan_for(request);
     if (!plan.sqls.empty()) check_data_api_limits(plan.sqls);
   } catch (const Error& e) {
-    return answer(false, e.message(), request.failure_id(), Json::object());
+    return fail(e.message());
   }
   if (plan.sqls.empty()) return answer(true, plan.reason, request.success_id(), plan.data);
   if (auto problem = describe_target_problem(config_.target); !problem.empty()) {
-    return answer(false, "the tasker's Redshift target is misconfigured: " + problem,
-                  request.failure_id(), Json::object());
+    return fail("the tasker's Redshift target is misconfigured: " + problem);
   }
 
   StartRequest start;
@@ -401,6 +482,7 @@ Json CustomResources::handle(const Json& raw, const aws::CallContext& context) {
                                  {"PhysicalResourceId", request.success_id()},
                                  {"FailedPhysicalResourceId", request.failure_id()},
                                  {"Data", plan.data}};
+  if (user_update) start.waiter.cloudformation["UserUpdate"] = digests;
   StartResult started;
   try {
     started = launcher_.start(start, context);
@@ -408,8 +490,7 @@ Json CustomResources::handle(const Json& raw, const aws::CallContext& context) {
     // Worth another try (the invocation fails and is retried; nothing has been answered yet) or
     // final: then CloudFormation hears it now rather than after its timeout.
     if (e.retryable() || e.name() == error_names::kDeadlineExceeded) throw;
-    return answer(false, "Redshift did not start the SQL: " + e.name() + ": " + e.message(),
-                  request.failure_id(), Json::object());
+    return fail("Redshift did not start the SQL: " + e.name() + ": " + e.message());
   }
   spdlog::info("CloudFormation {} of {} (request {}) waits for statement {}", request.request_type,
                for_log(request.logical_id), for_log(request.request_id),
@@ -453,6 +534,11 @@ void CustomResources::respond_completion(const Json& waiter_request, const Outco
                   : Json::object();
   if (!outcome.statement_id.empty()) data["StatementId"] = outcome.statement_id;
 
+  if (auto digests = waiter_request.find("UserUpdate");
+      digests != waiter_request.end() && digests->is_object()) {
+    note_user_update(string_member(waiter_request, "PhysicalResourceId"), *digests, !success,
+                     context);
+  }
   responder_->send(url, cfn_response_body(waiter_request, success, reason, physical_id, data),
                    context);
   spdlog::info("answered CloudFormation {} {} of {} (request {}) for statement {}",

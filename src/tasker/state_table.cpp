@@ -6,6 +6,7 @@
 #include <cctype>
 #include <chrono>
 
+#include "rstasker/aws/sigv4.hpp"
 #include "rstasker/common/deadline.hpp"
 #include "rstasker/common/error.hpp"
 
@@ -19,6 +20,10 @@ using services::item_n;
 using services::item_s;
 
 constexpr std::string_view kLockSortKey = "lock";
+// Failed custom-resource Updates live in partitions of their own: "failed-update#<digest of the
+// physical id>" (bounded, whatever the id), sort key "failed-update".
+constexpr std::string_view kFailedUpdatePrefix = "failed-update#";
+constexpr std::string_view kFailedUpdateSortKey = "failed-update";
 constexpr std::string_view kWaitingMarker = "W";
 
 // Expression attribute names used by every expression (several are DynamoDB reserved words).
@@ -44,6 +49,11 @@ Json key_of(const StatementKey& key) {
 
 Json lock_key_of(const std::string& key) {
   return {{"id", attr_s(key)}, {"invocationId", attr_s(kLockSortKey)}};
+}
+
+Json failed_update_key_of(const std::string& physical_id) {
+  return {{"id", attr_s(std::string(kFailedUpdatePrefix) + aws::sha256_hex(physical_id))},
+          {"invocationId", attr_s(kFailedUpdateSortKey)}};
 }
 
 std::optional<RecordState> parse_state(std::string_view s) {
@@ -314,6 +324,40 @@ class DynamoStateTable final : public StateTable {
       page.next = dump_json(*last);
     }
     return page;
+  }
+
+  void record_failed_update(const FailedUpdate& update, const aws::CallContext& context) override {
+    Json item = failed_update_key_of(update.physical_id);
+    item["physicalResourceId"] = attr_s(update.physical_id);
+    item["failedDigest"] = attr_s(update.failed_digest);
+    item["restoredDigest"] = attr_s(update.restored_digest);
+    item["TTL"] = attr_n(update.expires_at_s);
+    db_->put_item({{"TableName", table_}, {"Item", item}}, context);
+  }
+
+  std::optional<FailedUpdate> failed_update(const std::string& physical_id,
+                                            const aws::CallContext& context) override {
+    Json response = db_->get_item({{"TableName", table_},
+                                   {"Key", failed_update_key_of(physical_id)},
+                                   {"ConsistentRead", true}},
+                                  context);
+    auto item = response.find("Item");
+    if (item == response.end() || !item->is_object()) return std::nullopt;
+    FailedUpdate update;
+    update.physical_id = item_s(*item, "physicalResourceId").value_or("");
+    update.failed_digest = item_s(*item, "failedDigest").value_or("");
+    update.restored_digest = item_s(*item, "restoredDigest").value_or("");
+    update.expires_at_s = item_n(*item, "TTL").value_or(0);
+    // DynamoDB's TTL sweep runs late: an expired item is as good as gone.
+    if (update.physical_id != physical_id || update.expires_at_s <= now_epoch_seconds()) {
+      return std::nullopt;
+    }
+    return update;
+  }
+
+  void forget_failed_update(const std::string& physical_id,
+                            const aws::CallContext& context) override {
+    db_->delete_item({{"TableName", table_}, {"Key", failed_update_key_of(physical_id)}}, context);
   }
 
   bool acquire_lock(const SingletonLock& lock, std::int64_t now_ms,

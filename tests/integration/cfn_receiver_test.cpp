@@ -253,6 +253,48 @@ TEST_F(CfnReceiverTest, CustomResourcesAnswerThroughTheRealClient) {
   EXPECT_THAT(received[1].body, HasSubstr("lowercase"));
 }
 
+TEST_F(CfnReceiverTest, TheRollbackOfAFailedUserUpdateIsAnsweredWithoutSql) {
+  tasker::Config config;
+  config.target = {"cluster-1", "", "dev", "admin", ""};
+  auto redshift = std::make_shared<testing::FakeRedshiftData>();
+  auto state = std::make_shared<testing::MemoryStateTable>();
+  tasker::Launcher launcher(config, redshift, state);
+  tasker::CustomResources resources(config, launcher, responder(), state);
+  Json update = {{"RequestType", "Update"},
+                 {"ResponseURL", receiver.url()},
+                 {"StackId", kRequest["StackId"]},
+                 {"RequestId", "update-1"},
+                 {"LogicalResourceId", "EtlUser"},
+                 {"PhysicalResourceId", "EtlUser:0123456789abcdef"},
+                 {"ResourceType", "Custom::RedshiftUser"},
+                 {"ResourceProperties", {{"username", "etl_writer"}}},
+                 {"OldResourceProperties", {{"username", "etl_loader"}}}};
+  ASSERT_EQ(resources.handle(update, context)["Status"], "STARTED");
+  auto records = state->records();
+  ASSERT_EQ(records.size(), 1u);
+  tasker::Outcome outcome;
+  outcome.status = services::StatementStatus::kFailed;
+  outcome.statement_id = records[0].statement_id;
+  outcome.statement_name = records[0].key.statement_name();
+  outcome.error = "ERROR: user \"etl_writer\" already exists";
+  resources.respond_completion(records[0].waiter.cloudformation, outcome, context);
+
+  Json rollback = update;
+  rollback["RequestId"] = "rollback-1";
+  rollback["ResourceProperties"] = update["OldResourceProperties"];
+  rollback["OldResourceProperties"] = update["ResourceProperties"];
+  EXPECT_EQ(resources.handle(rollback, context)["Status"], "SUCCESS");
+  EXPECT_EQ(redshift->executed().size(), 1u) << "the rollback ran SQL";
+
+  auto received = receiver.received();
+  ASSERT_EQ(received.size(), 2u);
+  for (const auto& r : received) EXPECT_THAT(r.problems, IsEmpty()) << r.body;
+  EXPECT_THAT(received[0].body, HasSubstr("\"Status\":\"FAILED\""));
+  EXPECT_THAT(received[1].body, HasSubstr("\"Status\":\"SUCCESS\""));
+  EXPECT_THAT(received[1].body, HasSubstr("\"RequestId\":\"rollback-1\""));
+  EXPECT_THAT(received[1].body, HasSubstr("\"PhysicalResourceId\":\"EtlUser:0123456789abcdef\""));
+}
+
 TEST(CfnResponseProblems, FindWhatCloudFormationWouldReject) {
   const std::string good = tasker::cfn_response_body(kRequest, false, "why", "X:1");
   EXPECT_THAT(testing::cfn_response_problems("PUT", "", good), IsEmpty());

@@ -174,6 +174,28 @@ TEST_F(StateTableTest, TheWaitingIndexHoldsOnlyTrackedUnfinishedRecordsOldestFir
   EXPECT_THROW(table->waiting_before(now + 1, 2, "not a cursor", ctx_), Error);
 }
 
+TEST_F(StateTableTest, FailedUpdatesAreRememberedPerPhysicalIdUntilForgottenOrExpired) {
+  const std::string id = "EtlUser:0123456789abcdef";
+  EXPECT_FALSE(table->failed_update(id, ctx_));
+  table->forget_failed_update(id, ctx_);  // nothing to forget is fine
+  table->record_failed_update({id, "failed-1", "kept-1", now_epoch_seconds() + 86400}, ctx_);
+  table->record_failed_update({id, "failed-2", "kept-2", now_epoch_seconds() + 86400}, ctx_);
+  auto got = table->failed_update(id, ctx_);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->physical_id, id);
+  EXPECT_EQ(got->failed_digest, "failed-2") << "the newer failure replaces the older";
+  EXPECT_EQ(got->restored_digest, "kept-2");
+  EXPECT_FALSE(table->failed_update("Other:0123456789abcdef", ctx_));
+  // Not a statement: LATEST and the waiting index never see it.
+  EXPECT_TRUE(table->waiting_before(now_epoch_ms() + 1, 10, "", ctx_).records.empty());
+  table->forget_failed_update(id, ctx_);
+  EXPECT_FALSE(table->failed_update(id, ctx_));
+
+  // Expired but not yet swept by DynamoDB's TTL: gone all the same.
+  table->record_failed_update({id, "failed-3", "kept-3", now_epoch_seconds() - 10}, ctx_);
+  EXPECT_FALSE(table->failed_update(id, ctx_));
+}
+
 TEST_F(StateTableTest, SingletonLocks) {
   std::int64_t now = now_epoch_ms();
   SingletonLock lock{"lock#sql", "holder-1", "", now, now + 60000};

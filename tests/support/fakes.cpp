@@ -271,6 +271,31 @@ tasker::WaitingPage MemoryStateTable::waiting_before(std::int64_t cutoff_ms, std
   return page;
 }
 
+void MemoryStateTable::record_failed_update(const tasker::FailedUpdate& update,
+                                            const aws::CallContext&) {
+  enter("record_failed_update", true);
+  std::lock_guard lock(mutex_);
+  failed_updates_[update.physical_id] = update;
+}
+
+std::optional<tasker::FailedUpdate> MemoryStateTable::failed_update(const std::string& physical_id,
+                                                                    const aws::CallContext&) {
+  enter("failed_update", false);
+  std::lock_guard lock(mutex_);
+  auto it = failed_updates_.find(physical_id);
+  if (it == failed_updates_.end() || it->second.expires_at_s <= now_epoch_seconds()) {
+    return std::nullopt;
+  }
+  return it->second;
+}
+
+void MemoryStateTable::forget_failed_update(const std::string& physical_id,
+                                            const aws::CallContext&) {
+  enter("forget_failed_update", true);
+  std::lock_guard lock(mutex_);
+  failed_updates_.erase(physical_id);
+}
+
 bool MemoryStateTable::acquire_lock(const SingletonLock& lock_value, std::int64_t now_ms,
                                     const aws::CallContext&) {
   enter("acquire_lock", true);
@@ -328,6 +353,13 @@ std::vector<SingletonLock> MemoryStateTable::locks() const {
   std::lock_guard lock(mutex_);
   std::vector<SingletonLock> out;
   for (const auto& [key, l] : locks_) out.push_back(l);
+  return out;
+}
+
+std::vector<tasker::FailedUpdate> MemoryStateTable::failed_updates() const {
+  std::lock_guard lock(mutex_);
+  std::vector<tasker::FailedUpdate> out;
+  for (const auto& [id, update] : failed_updates_) out.push_back(update);
   return out;
 }
 

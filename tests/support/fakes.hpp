@@ -81,6 +81,12 @@ class MemoryStateTable : public tasker::StateTable {
   tasker::WaitingPage waiting_before(std::int64_t cutoff_ms, std::size_t limit,
                                      const std::string& cursor,
                                      const aws::CallContext& context) override;
+  void record_failed_update(const tasker::FailedUpdate& update,
+                            const aws::CallContext& context) override;
+  std::optional<tasker::FailedUpdate> failed_update(const std::string& physical_id,
+                                                    const aws::CallContext& context) override;
+  void forget_failed_update(const std::string& physical_id,
+                            const aws::CallContext& context) override;
   bool acquire_lock(const tasker::SingletonLock& lock, std::int64_t now_ms,
                     const aws::CallContext& context) override;
   bool steal_lock(const tasker::SingletonLock& lock, const std::string& expected_holder,
@@ -95,6 +101,7 @@ class MemoryStateTable : public tasker::StateTable {
 
   std::vector<tasker::StatementRecord> records() const;
   std::vector<tasker::SingletonLock> locks() const;
+  std::vector<tasker::FailedUpdate> failed_updates() const;
   // Number of calls that write (insert, updates, claims, locks).
   std::size_t write_count() const;
   // Called at the start of every operation with its name; may throw to inject a failure.
@@ -105,6 +112,7 @@ class MemoryStateTable : public tasker::StateTable {
   mutable std::mutex mutex_;
   std::map<std::pair<std::string, std::string>, tasker::StatementRecord> records_;
   std::map<std::string, tasker::SingletonLock> locks_;
+  std::map<std::string, tasker::FailedUpdate> failed_updates_;  // by physical id
   std::atomic<std::size_t> writes_{0};
 };
 

@@ -8,6 +8,16 @@
 // returns normally, unless the request cannot be answered at all (no usable ResponseURL): then
 // InvalidRequest.
 //
+// Rolling back a failed Custom::RedshiftUser Update: the failed Update changed nothing (its SQL
+// is one transaction, or none ran), but CloudFormation's rollback Update sends the failed
+// properties as OldResourceProperties, and running the reverse diff from them (a rename back
+// from a name that never existed, ...) would fail the rollback too. So every FAILED answer to
+// such an Update first records, in the state table, the resource's physical id with digests of
+// both property sets (canonical JSON: keys sorted, no whitespace); an Update of that id from
+// exactly those failed properties back to exactly the kept ones is answered SUCCESS without
+// SQL, Redshift already being in that state. A later successful Update forgets the record, so a
+// real change back is never skipped. Records expire with the table's TTL.
+//
 // Physical ids: a Create answers "<LogicalResourceId>:<16 hex>" (a digest of StackId,
 // LogicalResourceId and RequestId, so a redelivered request gets the same id); a Create that
 // fails answers "<LogicalResourceId>:rstasker-create-failed:<16 hex>", and a Delete of such an
@@ -23,13 +33,17 @@
 #include "rstasker/tasker/config.hpp"
 #include "rstasker/tasker/launcher.hpp"
 #include "rstasker/tasker/outcome.hpp"
+#include "rstasker/tasker/state_table.hpp"
 
 namespace rstasker::tasker {
 
 class CustomResources {
  public:
+  // `state` remembers failed Custom::RedshiftUser Updates (see above); without it (nullptr)
+  // their rollbacks run the reverse diff as before.
   CustomResources(const Config& config, Launcher& launcher,
-                  std::shared_ptr<services::CfnResponder> responder);
+                  std::shared_ptr<services::CfnResponder> responder,
+                  std::shared_ptr<StateTable> state = nullptr);
 
   // Handles one custom-resource request (the event as received). Returns a small summary
   // ({"Status": "STARTED"|"SUCCESS"|"FAILED", "PhysicalResourceId": ..., plus "Reason" for an
@@ -42,15 +56,24 @@ class CustomResources {
   // outcome.succeeded(), else FAILED with the state and the Data API's error text. `waiter_request`
   // is the Waiter::cloudformation document handle() stored (ResponseURL, StackId, RequestId,
   // LogicalResourceId, RequestType, ResourceType, PhysicalResourceId, FailedPhysicalResourceId,
-  // Data). The same inputs always give the same body, so answering a redelivery again is
-  // harmless. Throws Error when it cannot be delivered (retryable() says whether to try again).
+  // Data, and UserUpdate for a Custom::RedshiftUser Update). The same inputs always give the same
+  // body, so answering a redelivery again is harmless. A Custom::RedshiftUser Update's failure is
+  // recorded (its success forgets an earlier one) before the answer is sent. Throws Error when it
+  // cannot be delivered (retryable() says whether to try again).
   void respond_completion(const Json& waiter_request, const Outcome& outcome,
                           const aws::CallContext& context);
 
  private:
+  // Records (failed) or forgets (succeeded) the Update of `physical_id`; `digests` is the
+  // UserUpdate member of a waiter. A failure that may pass is rethrown (the answer then waits
+  // for a retry); any other is logged and the answer goes out regardless.
+  void note_user_update(const std::string& physical_id, const Json& digests, bool failed,
+                        const aws::CallContext& context);
+
   const Config& config_;
   Launcher& launcher_;
   std::shared_ptr<services::CfnResponder> responder_;
+  std::shared_ptr<StateTable> state_;
 };
 
 // The response body for a request: Status, Reason (required for FAILED), PhysicalResourceId,

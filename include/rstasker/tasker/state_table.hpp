@@ -93,6 +93,17 @@ struct SingletonLock {
   std::int64_t expires_at_ms = 0;
 };
 
+// A custom-resource Update that failed without changing anything (its SQL runs in one
+// transaction, or none ran), remembered so that CloudFormation's rollback of it is recognised:
+// the rollback carries the failed properties as OldResourceProperties, and diffing from them
+// would start from a state that never existed.
+struct FailedUpdate {
+  std::string physical_id;
+  std::string failed_digest;      // digest of the properties the Update tried to apply
+  std::string restored_digest;    // digest of the properties the resource kept (its old ones)
+  std::int64_t expires_at_s = 0;  // TTL
+};
+
 class StateTable {
  public:
   virtual ~StateTable() = default;
@@ -129,6 +140,17 @@ class StateTable {
   virtual WaitingPage waiting_before(std::int64_t cutoff_ms, std::size_t limit,
                                      const std::string& cursor,
                                      const aws::CallContext& context) = 0;
+
+  // Remembers the failed Update of `update.physical_id`, replacing any earlier one.
+  virtual void record_failed_update(const FailedUpdate& update,
+                                    const aws::CallContext& context) = 0;
+  // The failed Update remembered for `physical_id` (strongly consistent), or nullopt when none
+  // is, or it has expired.
+  virtual std::optional<FailedUpdate> failed_update(const std::string& physical_id,
+                                                    const aws::CallContext& context) = 0;
+  // Forgets it (an Update of the resource has since succeeded). Nothing to forget is fine.
+  virtual void forget_failed_update(const std::string& physical_id,
+                                    const aws::CallContext& context) = 0;
 
   // Creates `lock` unless a live lock with its key exists (one whose expires_at_ms >= now_ms).
   virtual bool acquire_lock(const SingletonLock& lock, std::int64_t now_ms,

@@ -82,7 +82,7 @@ struct CfnTest : ::testing::Test {
   std::shared_ptr<MemoryStateTable> state = std::make_shared<MemoryStateTable>();
   Launcher launcher{config, redshift, state};
   std::shared_ptr<RecordingResponder> responder = std::make_shared<RecordingResponder>();
-  CustomResources resources{config, launcher, responder};
+  CustomResources resources{config, launcher, responder, state};
   aws::CallContext context{Deadline::after(std::chrono::seconds(30)), {}};
 
   std::size_t responses() const { return responder->sent().size(); }
@@ -516,6 +516,107 @@ TEST_F(CfnTest, RollingBackARefusedUserUpdateSucceedsAtOnce) {
   Json no_old = request("Update", "Custom::RedshiftUser", {{"username", "etl_loader"}});
   EXPECT_EQ(resources.handle(no_old, context)["Status"], "FAILED");
   EXPECT_THAT(last_response()["Reason"].get<std::string>(), HasSubstr("OldResourceProperties"));
+}
+
+// ---- rolling back a failed Custom::RedshiftUser Update ----
+
+TEST_F(CfnTest, RollingBackAUserUpdateWhoseSqlFailedRunsNoSql) {
+  // The forward update renames etl_loader to etl_writer and adds a group; Redshift refuses the
+  // group, so the one transaction changes nothing: the user is still etl_loader.
+  Json update = request("Update", "Custom::RedshiftUser",
+                        {{"username", "etl_writer"}, {"groups", {"no_such_group"}}});
+  update["OldResourceProperties"] = {{"username", "etl_loader"}};
+  ASSERT_EQ(resources.handle(update, context)["Status"], "STARTED");
+  Json failed = complete(newest_record(), StatementStatus::kFailed,
+                         "ERROR: group \"no_such_group\" does not exist");
+  EXPECT_EQ(failed["Status"], "FAILED");
+  EXPECT_EQ(failed["PhysicalResourceId"], "Thing:0123456789abcdef");
+
+  // CloudFormation's rollback swaps the properties. Its reverse diff would rename etl_writer,
+  // which never existed, back to etl_loader and fail the rollback too.
+  Json rollback =
+      request("Update", "Custom::RedshiftUser", {{"username", "etl_loader"}}, "rollback-request");
+  rollback["OldResourceProperties"] = {{"username", "etl_writer"}, {"groups", {"no_such_group"}}};
+  Json out = resources.handle(rollback, context);
+  EXPECT_EQ(out["Status"], "SUCCESS");
+  EXPECT_EQ(redshift->executed().size(), 1u) << "the rollback ran SQL";
+  Json body = last_response();
+  expect_shape(body, rollback);
+  EXPECT_EQ(body["Status"], "SUCCESS");
+  EXPECT_EQ(body["PhysicalResourceId"], "Thing:0123456789abcdef");
+  EXPECT_EQ(body["Data"]["Username"], "etl_loader");
+  // A retried rollback (the answer got lost) is recognised again.
+  EXPECT_EQ(resources.handle(rollback, context)["Status"], "SUCCESS");
+  EXPECT_EQ(redshift->executed().size(), 1u);
+}
+
+TEST_F(CfnTest, OnlyTheExactRollbackOfAFailedUserUpdateIsSkipped) {
+  Json forward = request("Update", "Custom::RedshiftUser", {{"username", "etl_writer"}});
+  forward["OldResourceProperties"] = {{"username", "etl_loader"}};
+  ASSERT_EQ(resources.handle(forward, context)["Status"], "STARTED");
+  complete(newest_record(), StatementStatus::kFailed, "ERROR: user \"etl_writer\" exists");
+
+  // Another physical id, or other target properties: SQL as usual.
+  Json other_resource =
+      request("Update", "Custom::RedshiftUser", {{"username", "etl_loader"}}, "other-resource");
+  other_resource["PhysicalResourceId"] = "Other:0123456789abcdef";
+  other_resource["OldResourceProperties"] = {{"username", "etl_writer"}};
+  EXPECT_EQ(resources.handle(other_resource, context)["Status"], "STARTED");
+  Json elsewhere =
+      request("Update", "Custom::RedshiftUser", {{"username", "etl_reader"}}, "elsewhere");
+  elsewhere["OldResourceProperties"] = {{"username", "etl_writer"}};
+  EXPECT_EQ(resources.handle(elsewhere, context)["Status"], "STARTED");
+  EXPECT_EQ(redshift->executed().size(), 3u);
+
+  // The same update again, and this time it works: the record is forgotten, so changing the user
+  // back later really renames it.
+  Json again = request("Update", "Custom::RedshiftUser", {{"username", "etl_writer"}}, "again");
+  again["OldResourceProperties"] = {{"username", "etl_loader"}};
+  ASSERT_EQ(resources.handle(again, context)["Status"], "STARTED");
+  EXPECT_EQ(complete(newest_record(), StatementStatus::kFinished)["Status"], "SUCCESS");
+  EXPECT_TRUE(state->failed_updates().empty());
+  Json back = request("Update", "Custom::RedshiftUser", {{"username", "etl_loader"}}, "back");
+  back["OldResourceProperties"] = {{"username", "etl_writer"}};
+  EXPECT_EQ(resources.handle(back, context)["Status"], "STARTED");
+  EXPECT_THAT(executed_sqls(4), ElementsAre("ALTER USER \"etl_writer\" RENAME TO \"etl_loader\""));
+}
+
+TEST_F(CfnTest, RollingBackAUserUpdateRefusedAtOnceRunsNoSql) {
+  // Refused before any SQL: an md5 hash is salted with the user name, so it cannot survive a
+  // rename. The rollback's reverse diff is the same rename with the same hash, refused again.
+  Json forward = request("Update", "Custom::RedshiftUser",
+                         {{"username", "etl_writer"}, {"password", kLoaderMd5}});
+  forward["OldResourceProperties"] = {{"username", "etl_loader"}, {"password", kLoaderMd5}};
+  EXPECT_EQ(resources.handle(forward, context)["Status"], "FAILED");
+  Json rollback = request("Update", "Custom::RedshiftUser",
+                          {{"username", "etl_loader"}, {"password", kLoaderMd5}}, "rollback");
+  rollback["OldResourceProperties"] = {{"username", "etl_writer"}, {"password", kLoaderMd5}};
+  EXPECT_EQ(resources.handle(rollback, context)["Status"], "SUCCESS");
+  EXPECT_EQ(last_response()["Status"], "SUCCESS");
+  EXPECT_TRUE(redshift->executed().empty());
+}
+
+TEST_F(CfnTest, AFailedUserUpdateIsRecordedBeforeItIsAnswered) {
+  Json forward = request("Update", "Custom::RedshiftUser", {{"username", "etl_writer"}});
+  forward["OldResourceProperties"] = {{"username", "etl_loader"}};
+  ASSERT_EQ(resources.handle(forward, context)["Status"], "STARTED");
+  // The state table is unavailable for now: nothing is answered, the completion is retried.
+  state->before_operation = [](std::string_view operation) {
+    if (operation == "record_failed_update") {
+      throw Error("ProvisionedThroughputExceededException", "slow down", 400, true);
+    }
+  };
+  StatementRecord record = newest_record();
+  Outcome outcome;
+  outcome.status = StatementStatus::kFailed;
+  outcome.statement_id = record.statement_id;
+  outcome.statement_name = record.key.statement_name();
+  EXPECT_THROW(resources.respond_completion(record.waiter.cloudformation, outcome, context), Error);
+  EXPECT_EQ(responses(), 0u) << "FAILED answered without the record its rollback needs";
+  state->before_operation = nullptr;
+  resources.respond_completion(record.waiter.cloudformation, outcome, context);
+  EXPECT_EQ(last_response()["Status"], "FAILED");
+  EXPECT_EQ(state->failed_updates().size(), 1u);
 }
 
 TEST_F(CfnTest, UserRenameKeepingTheMd5HashFailsAtOnce) {
