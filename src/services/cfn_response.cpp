@@ -59,6 +59,9 @@ class HttpCfnResponder final : public CfnResponder {
     request.headers = {{"Content-Type", ""}};
     request.body = body;
 
+    // Every attempt PUTs the same bytes. A reply lost after S3 stored the body (a time-out, a
+    // dropped connection) makes the retry a second PUT of an identical object: harmless, and
+    // nothing better is possible, as a pre-signed URL cannot be asked what it holds.
     for (int attempt = 1;; ++attempt) {
       std::optional<Error> failure;
       try {
