@@ -96,50 +96,6 @@ class StepFunctionsServer {
   int heartbeats_ = 0;
 };
 
-// Passes DynamoDB calls on to moto one at a time. moto evaluates a conditional write without
-// holding a lock, so two concurrent claims of one record can both succeed there (checked with
-// moto 5.2.1: 6 concurrent conditional updates of one item had two winners in 5 of 40 trials);
-// DynamoDB serialises the writes to an item, and the claim protocol relies on that. Serialising
-// the calls gives the concurrent tests the guarantee the product has in AWS.
-class SerializingProxy {
- public:
-  explicit SerializingProxy(int target_port) : target_("127.0.0.1", target_port) {
-    server_.Post("/", [this](const httplib::Request& req, httplib::Response& res) {
-      httplib::Headers headers;
-      for (const auto& [name, value] : req.headers) {
-        if (name == "Content-Length" || name == "Content-Type" || name.starts_with("REMOTE_") ||
-            name.starts_with("LOCAL_")) {
-          continue;
-        }
-        headers.emplace(name, value);
-      }
-      std::lock_guard lock(mutex_);
-      auto answer = target_.Post("/", headers, req.body, req.get_header_value("Content-Type"));
-      if (!answer) {
-        res.status = 502;
-        return;
-      }
-      res.status = answer->status;
-      res.set_content(answer->body, answer->get_header_value("Content-Type"));
-    });
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-    while (!server_.is_running()) std::this_thread::yield();
-  }
-  ~SerializingProxy() {
-    server_.stop();
-    thread_.join();
-  }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
-
- private:
-  httplib::Server server_;
-  httplib::Client target_;
-  std::mutex mutex_;
-  int port_ = 0;
-  std::thread thread_;
-};
-
 struct SimulatedCrash {};
 
 class ExactlyOnceTest : public ::testing::Test {
@@ -158,12 +114,11 @@ class ExactlyOnceTest : public ::testing::Test {
     RSTASKER_SKIP_IF_UNAVAILABLE(MotoServer::unavailable_reason());
     ASSERT_NE(moto_, nullptr) << "moto did not start: " << start_error_;
     transport_ = aws::make_curl_transport();
-    dynamo_proxy_ = std::make_unique<SerializingProxy>(moto_->port());
     auto dynamo =
         std::make_shared<const services::DynamoDb>(std::make_shared<const aws::JsonClient>(
             aws::protocol::kDynamoDb,
-            aws::Endpoint{dynamo_proxy_->url(), moto_->region(), "dynamodb"}, moto_->credentials(),
-            transport_));
+            aws::resolve_endpoint(aws::service::kDynamoDb, moto_->region(), moto_->env()),
+            moto_->credentials(), transport_));
     table_ = "exactly-once-" + random_uuid().substr(0, 8);
     dynamo->create_table(state_table_definition(table_), context());
     state_ = make_dynamodb_state_table(dynamo, table_);
@@ -268,7 +223,6 @@ class ExactlyOnceTest : public ::testing::Test {
   // connections close first, so stopping a server does not wait for them to time out.
   StepFunctionsServer sfn_server_;
   CfnReceiver receiver_;
-  std::unique_ptr<SerializingProxy> dynamo_proxy_;
   std::shared_ptr<aws::HttpTransport> transport_;
   std::string table_;
   std::shared_ptr<StateTable> state_;
