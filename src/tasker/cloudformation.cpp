@@ -371,7 +371,7 @@ CustomResources::CustomResources(const Config& config, Launcher& launcher,
 
 void CustomResources::note_user_update(const std::string& physical_id, const Json& digests,
                                        bool failed, const aws::CallContext& context) {
-  if (!state_ || physical_id.empty()) return;
+  if (physical_id.empty()) return;
   try {
     if (failed) {
       FailedUpdate update;
@@ -430,7 +430,7 @@ Json CustomResources::handle(const Json& raw, const aws::CallContext& context) {
     if (user_update) note_user_update(request.physical_id, digests, true, context);
     return answer(false, reason, request.failure_id(), Json::object());
   };
-  if (user_update && state_) {
+  if (user_update) {
     std::optional<FailedUpdate> failed;
     try {
       failed = state_->failed_update(request.physical_id, context);

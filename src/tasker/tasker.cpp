@@ -13,7 +13,7 @@ Tasker::Tasker(Config config, Dependencies dependencies, CompletionOptions compl
     : config_(std::move(config)),
       deps_(std::move(dependencies)),
       launcher_(config_, deps_.redshift, deps_.state),
-      custom_resources_(config_, launcher_, deps_.cloudformation),
+      custom_resources_(config_, launcher_, deps_.cloudformation, deps_.state),
       notifier_(deps_.step_functions, custom_resources_),
       completions_(deps_.state, deps_.redshift, notifier_, std::move(completion_options)),
       reconciler_(deps_.state, deps_.redshift, completions_,

@@ -19,7 +19,7 @@ using tasker::StatementRecord;
 
 Json FakeRedshiftData::execute(const services::ExecuteRequest& request, const aws::CallContext&) {
   std::lock_guard lock(mutex_);
-  calls_.push_back((request.sqls.size() > 1 ? "BatchExecuteStatement " : "ExecuteStatement ") +
+  calls_.push_back(std::string(services::execute_operation(request)) + " " +
                    request.statement_name);
   if (next_execute_error_) {
     Error e = *next_execute_error_;

@@ -39,11 +39,11 @@ namespace rstasker::tasker {
 
 class CustomResources {
  public:
-  // `state` remembers failed Custom::RedshiftUser Updates (see above); without it (nullptr)
-  // their rollbacks run the reverse diff as before.
+  // `state` remembers failed Custom::RedshiftUser Updates (see above), so that their rollbacks
+  // are answered without SQL.
   CustomResources(const Config& config, Launcher& launcher,
                   std::shared_ptr<services::CfnResponder> responder,
-                  std::shared_ptr<StateTable> state = nullptr);
+                  std::shared_ptr<StateTable> state);
 
   // Handles one custom-resource request (the event as received). Returns a small summary
   // ({"Status": "STARTED"|"SUCCESS"|"FAILED", "PhysicalResourceId": ..., plus "Reason" for an
