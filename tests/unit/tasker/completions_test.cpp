@@ -457,6 +457,40 @@ TEST(Completions, CompletionReleasesTheSingletonLock) {
   EXPECT_TRUE(w.state->locks().empty());
 }
 
+// Through the whole binary's path (dispatch, SQS completion, answer): a Custom::RedshiftUser
+// Update whose SQL fails is remembered, and CloudFormation's rollback of it runs no SQL.
+TEST(Completions, TheRollbackOfAUserUpdateWhoseSqlFailedRunsNoSql) {
+  World w;
+  auto tasker = w.tasker();
+  Json update = {{"RequestType", "Update"},
+                 {"ResponseURL", "https://cfn-response.example/update"},
+                 {"StackId", "arn:aws:cloudformation:eu-west-1:012345678910:stack/app/1"},
+                 {"RequestId", "update-1"},
+                 {"LogicalResourceId", "EtlUser"},
+                 {"PhysicalResourceId", "EtlUser:0123456789abcdef"},
+                 {"ResourceType", "Custom::RedshiftUser"},
+                 {"ResourceProperties", {{"username", "etl_writer"}}},
+                 {"OldResourceProperties", {{"username", "etl_loader"}}}};
+  Json started = tasker->handle(update, ctx());
+  ASSERT_EQ(started["Status"], "STARTED");
+  const std::string id = started["StatementId"];
+  w.redshift->set_status(id, "FAILED", "ERROR: permission denied");
+  Json body = completion_body(started["StatementName"], id, "FAILED");
+  EXPECT_TRUE(failed_ids(tasker->handle(batch({record("m1", body)}), ctx())).empty());
+  ASSERT_EQ(w.cfn->responses().size(), 1u);
+  EXPECT_EQ(w.cfn->responses()[0].body["Status"], "FAILED");
+
+  Json rollback = update;
+  rollback["RequestId"] = "rollback-1";
+  rollback["ResponseURL"] = "https://cfn-response.example/rollback";
+  std::swap(rollback["ResourceProperties"], rollback["OldResourceProperties"]);
+  EXPECT_EQ(tasker->handle(rollback, ctx())["Status"], "SUCCESS");
+  EXPECT_EQ(w.redshift->executed().size(), 1u) << "the rollback ran SQL";
+  ASSERT_EQ(w.cfn->responses().size(), 2u);
+  EXPECT_EQ(w.cfn->responses()[1].url, "https://cfn-response.example/rollback");
+  EXPECT_EQ(w.cfn->responses()[1].body["Status"], "SUCCESS");
+}
+
 TEST(Completions, RecordsNotStartedBeforeTheDeadlineAreLeftForRedelivery) {
   World w;
   auto tasker = w.tasker();
