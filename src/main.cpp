@@ -117,6 +117,11 @@ int run_lambda(const char* runtime_api) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Debian's libcurl depends (through librtmp) on GnuTLS, whose constructor initialises it as
+  // soon as the first AWS call loads libcurl, for nothing: TLS goes through OpenSSL. Declining
+  // it saves about 0.9 MiB. Set here, before any thread exists (setenv is not thread-safe); a
+  // value already in the environment is kept.
+  ::setenv("GNUTLS_NO_IMPLICIT_INIT", "1", /*overwrite=*/0);
   std::string problems;
   rstasker::log::init(rstasker::log::settings_from_environment(&problems));
   if (!problems.empty()) spdlog::warn("{}", problems);
