@@ -218,13 +218,22 @@ TEST_F(CfnReceiverTest, ASlowReceiverCannotHoldTheCallPastTheDeadline) {
   EXPECT_TRUE(receiver.wait_for(1));
 }
 
-TEST_F(CfnReceiverTest, CustomResourcesAnswerThroughTheRealClient) {
-  tasker::Config config;
-  config.target = {"cluster-1", "", "dev", "admin", ""};
-  auto redshift = std::make_shared<testing::FakeRedshiftData>();
-  auto state = std::make_shared<testing::MemoryStateTable>();
-  tasker::Launcher launcher(config, redshift, state);
-  tasker::CustomResources resources(config, launcher, responder(), state);
+// Custom resources over a fake Data API and state table, answering through the real client.
+struct CustomResourcesThroughTheRealClient : CfnReceiverTest {
+  static tasker::Config config_for_cluster() {
+    tasker::Config config;
+    config.target = {"cluster-1", "", "dev", "admin", ""};
+    return config;
+  }
+  tasker::Config config = config_for_cluster();
+  std::shared_ptr<testing::FakeRedshiftData> redshift =
+      std::make_shared<testing::FakeRedshiftData>();
+  std::shared_ptr<testing::MemoryStateTable> state = std::make_shared<testing::MemoryStateTable>();
+  tasker::Launcher launcher{config, redshift, state};
+  tasker::CustomResources resources{config, launcher, responder(), state};
+};
+
+TEST_F(CustomResourcesThroughTheRealClient, AnswerCreates) {
   Json request = {{"RequestType", "Create"},
                   {"ResponseURL", receiver.url()},
                   {"StackId", kRequest["StackId"]},
@@ -257,13 +266,7 @@ TEST_F(CfnReceiverTest, CustomResourcesAnswerThroughTheRealClient) {
   EXPECT_THAT(received[1].body, HasSubstr("lowercase"));
 }
 
-TEST_F(CfnReceiverTest, TheRollbackOfAFailedUserUpdateIsAnsweredWithoutSql) {
-  tasker::Config config;
-  config.target = {"cluster-1", "", "dev", "admin", ""};
-  auto redshift = std::make_shared<testing::FakeRedshiftData>();
-  auto state = std::make_shared<testing::MemoryStateTable>();
-  tasker::Launcher launcher(config, redshift, state);
-  tasker::CustomResources resources(config, launcher, responder(), state);
+TEST_F(CustomResourcesThroughTheRealClient, AnswerTheRollbackOfAFailedUserUpdateWithoutSql) {
   Json update = {{"RequestType", "Update"},
                  {"ResponseURL", receiver.url()},
                  {"StackId", kRequest["StackId"]},

@@ -349,23 +349,29 @@ TEST(Completions, DuplicatesInOneBatchAcrossBatchesAndConcurrentInvocationsCallB
   EXPECT_EQ(w.sfn->callbacks().size(), started.size());
 }
 
-class CrashAt : public ::testing::TestWithParam<std::string> {};
+class CrashAt : public ::testing::TestWithParam<std::string> {
+ protected:
+  // Options of an invocation that dies right after the step under test. Its lease has already
+  // run out, as it has by the time SQS redelivers in production (the visibility timeout is longer
+  // than the function's), so the next delivery may take the claim over.
+  static CompletionOptions crashing() {
+    CompletionOptions options;
+    options.claim_grace = std::chrono::milliseconds(-1000);
+    options.min_time_to_start = std::chrono::milliseconds(0);
+    options.fault_hook = [step = GetParam()](std::string_view at) {
+      if (at == step) throw SimulatedCrash{std::string(at)};
+    };
+    return options;
+  }
+};
 
 TEST_P(CrashAt, RedeliveryAfterACrashStillCallsBackExactlyOnce) {
   World w;
   Started s = start(*w.tasker(), 7);
   Json event = batch({record("m", completion_body(s.name, s.id, "FINISHED"))});
 
-  CompletionOptions crashing;
-  // A lease that has already run out, as it has by the time SQS redelivers in production (the
-  // visibility timeout is longer than the function's).
-  crashing.claim_grace = std::chrono::milliseconds(-1000);
-  crashing.min_time_to_start = std::chrono::milliseconds(0);
-  crashing.fault_hook = [step = GetParam()](std::string_view at) {
-    if (at == step) throw SimulatedCrash{std::string(at)};
-  };
   // The dying invocation is at its deadline, so its lease (deadline + grace) has run out.
-  EXPECT_THROW(w.tasker(crashing)->handle(event, ctx(std::chrono::milliseconds(0))),
+  EXPECT_THROW(w.tasker(crashing())->handle(event, ctx(std::chrono::milliseconds(0))),
                SimulatedCrash);
 
   Json response = w.tasker()->handle(event, ctx());  // a fresh sandbox
@@ -406,13 +412,7 @@ TEST_P(CrashAt, ACloudFormationWaiterGetsOneAnswerOrTheSameBodyTwice) {
   body["detail"].erase("statementId");
   Json event = batch({record("m", body)});
 
-  CompletionOptions crashing;
-  crashing.claim_grace = std::chrono::milliseconds(-1000);
-  crashing.min_time_to_start = std::chrono::milliseconds(0);
-  crashing.fault_hook = [step = GetParam()](std::string_view at) {
-    if (at == step) throw SimulatedCrash{std::string(at)};
-  };
-  EXPECT_THROW(w.tasker(crashing)->handle(event, ctx(std::chrono::milliseconds(0))),
+  EXPECT_THROW(w.tasker(crashing())->handle(event, ctx(std::chrono::milliseconds(0))),
                SimulatedCrash);
   // The event is not redelivered this time: reconcile finds the statement instead.
   w.tasker()->handle({{"action", "reconcile"}, {"olderThanSeconds", 0}}, ctx());
