@@ -12,6 +12,10 @@ Error::Error(std::string_view name, std::string message, int http_status, bool r
       http_status_(http_status),
       retryable_(retryable) {}
 
+bool may_succeed_later(const Error& e) {
+  return e.retryable() || e.name() == error_names::kDeadlineExceeded;
+}
+
 Error invalid_request(std::string message) {
   return Error(error_names::kInvalidRequest, std::move(message));
 }

@@ -51,6 +51,19 @@ class JsonRedshiftData final : public RedshiftData {
 
 }  // namespace
 
+std::optional<std::string> find_statement_by_name(RedshiftData& redshift, const std::string& name,
+                                                  const aws::CallContext& context) {
+  ListStatementsRequest list;
+  list.statement_name = name;
+  Json found = redshift.list_statements(list, context);
+  auto statements = found.find("Statements");
+  if (statements == found.end() || !statements->is_array()) return std::nullopt;
+  for (const auto& statement : *statements) {
+    if (string_member(statement, "StatementName") == name) return string_member(statement, "Id");
+  }
+  return std::nullopt;
+}
+
 bool is_batch(const ExecuteRequest& request) {
   return request.batch || request.sqls.size() > 1;
 }

@@ -372,23 +372,33 @@ CustomResources::CustomResources(const Config& config, Launcher& launcher,
 void CustomResources::note_user_update(const std::string& physical_id, const Json& digests,
                                        bool failed, const aws::CallContext& context) {
   if (physical_id.empty()) return;
-  try {
-    if (failed) {
-      FailedUpdate update;
-      update.physical_id = physical_id;
-      update.failed_digest = string_member(digests, "Properties");
-      update.restored_digest = string_member(digests, "OldProperties");
-      update.expires_at_s =
-          now_epoch_seconds() + static_cast<std::int64_t>(config_.ttl_days) * 86400;
-      state_->record_failed_update(update, context);
-    } else {
+  if (!failed) {
+    // Never skipped: a record left behind would answer a later, real change back to these
+    // properties without running its SQL. So the SUCCESS answer waits until it is gone: any
+    // failure is one to retry (the completion comes back), never a reason to answer regardless.
+    try {
       state_->forget_failed_update(physical_id, context);
+    } catch (const Error& e) {
+      throw Error(
+          e.name(),
+          "could not forget the failed update of " + for_log(physical_id) + ": " + e.message(),
+          e.http_status(), /*retryable=*/true);
     }
+    return;
+  }
+  try {
+    FailedUpdate update;
+    update.physical_id = physical_id;
+    update.failed_digest = string_member(digests, "Properties");
+    update.restored_digest = string_member(digests, "OldProperties");
+    update.expires_at_s = now_epoch_seconds() + static_cast<std::int64_t>(config_.ttl_days) * 86400;
+    state_->record_failed_update(update, context);
   } catch (const Error& e) {
-    if (e.retryable() || e.name() == error_names::kDeadlineExceeded) throw;
-    // Answering matters more: CloudFormation would otherwise wait an hour for nothing.
-    spdlog::error("could not {} the failed update of {}: {}: {}; answering anyway",
-                  failed ? "record" : "forget", for_log(physical_id), e.name(), e.message());
+    if (may_succeed_later(e)) throw;
+    // Answering matters more: CloudFormation would otherwise wait an hour for nothing. Without
+    // the record the rollback runs its reverse diff, as it would have before.
+    spdlog::error("could not record the failed update of {}: {}: {}; answering anyway",
+                  for_log(physical_id), e.name(), e.message());
   }
 }
 
@@ -435,7 +445,7 @@ Json CustomResources::handle(const Json& raw, const aws::CallContext& context) {
     try {
       failed = state_->failed_update(request.physical_id, context);
     } catch (const Error& e) {
-      if (e.retryable() || e.name() == error_names::kDeadlineExceeded) throw;
+      if (may_succeed_later(e)) throw;
       spdlog::error("could not look up failed updates of {}: {}: {}", for_log(request.physical_id),
                     e.name(), e.message());
     }
@@ -489,7 +499,7 @@ Json CustomResources::handle(const Json& raw, const aws::CallContext& context) {
   } catch (const Error& e) {
     // Worth another try (the invocation fails and is retried; nothing has been answered yet) or
     // final: then CloudFormation hears it now rather than after its timeout.
-    if (e.retryable() || e.name() == error_names::kDeadlineExceeded) throw;
+    if (may_succeed_later(e)) throw;
     return fail("Redshift did not start the SQL: " + e.name() + ": " + e.message());
   }
   spdlog::info("CloudFormation {} of {} (request {}) waits for statement {}", request.request_type,

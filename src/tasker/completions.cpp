@@ -153,7 +153,7 @@ Disposition Completions::complete(const StatementKey& key, Outcome outcome,
     if (!state_->finish(key, owner, std::string(services::to_string(outcome.status)), context)) {
       spdlog::warn("statement {}: the claim expired before it was marked done", name);
     }
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {
     // The callback is delivered but the record stays claimed (and in the waiting index). Once
     // the lease runs out, reconcile or a redelivery takes the claim over: for Step Functions the
     // heartbeat probe finds the task closed and the record is only marked done; a CloudFormation
@@ -166,7 +166,7 @@ Disposition Completions::complete(const StatementKey& key, Outcome outcome,
   if (!record.lock_key.empty()) {
     try {
       state_->release_lock(record.lock_key, name, context);
-    } catch (const Error& e) {
+    } catch (const std::exception& e) {
       // Left in place, the lock is taken over once its holder is seen to be finished.
       spdlog::warn("could not release singleton lock {} of {}: {}", record.lock_key, name,
                    e.what());

@@ -55,19 +55,6 @@ void Launcher::release_quietly(const std::string& lock_key, const std::string& h
   }
 }
 
-std::optional<std::string> Launcher::find_started(const std::string& statement_name,
-                                                  const aws::CallContext& context) {
-  services::ListStatementsRequest list;
-  list.statement_name = statement_name;  // a prefix: keep only the exact name
-  Json found = redshift_->list_statements(list, context);
-  const Json& statements = found.value("Statements", Json::array());
-  auto exact = std::find_if(statements.begin(), statements.end(), [&](const Json& s) {
-    return s.value("StatementName", "") == statement_name;
-  });
-  if (exact == statements.end()) return std::nullopt;
-  return exact->value("Id", "");
-}
-
 void Launcher::undo_start(const StatementRecord& record, bool keep_record, const Error& failure,
                           const aws::CallContext& cleanup) {
   const std::string name = record.key.statement_name();
@@ -96,7 +83,7 @@ void Launcher::acquire_singleton(const std::string& key, const std::string& hold
     std::string holder_statement = current->statement_id;
     if (holder_statement.empty() && now - current->acquired_at_ms > kAbandonedStartMs) {
       // The holder never recorded its statement: find it by name, if it ever started.
-      if (auto found = find_started(current->holder, context)) {
+      if (auto found = services::find_statement_by_name(*redshift_, current->holder, context)) {
         holder_statement = *found;
       } else {
         holder_finished = true;  // it never started
@@ -207,10 +194,13 @@ StartResult Launcher::start(const StartRequest& request, const aws::CallContext&
     if (may_have_started(e)) {
       // No answer is not a refusal: the request may have reached the Data API, and undoing a
       // statement that runs would free its singleton lock for a second copy.
+      // Half of the cleanup time at most: the undo below must still get its turn.
+      const aws::CallContext lookup{cleanup.deadline.capped(cleanup.deadline.remaining() / 2),
+                                    cleanup.trace_id, cleanup.hard_deadline};
       try {
-        started = find_started(name, cleanup);
-      } catch (const Error& lookup) {
-        spdlog::warn("could not learn whether {} started: {}", name, lookup.what());
+        started = services::find_statement_by_name(*redshift_, name, lookup);
+      } catch (const std::exception& e) {
+        spdlog::warn("could not learn whether {} started: {}", name, e.what());
       }
     }
     if (!started || started->empty()) {

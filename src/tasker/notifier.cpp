@@ -37,7 +37,7 @@ void Notifier::notify(const Waiter& waiter, const Outcome& outcome,
       try {
         custom_resources_.respond_completion(waiter.cloudformation, outcome, context);
       } catch (const Error& e) {
-        if (e.retryable() || e.name() == error_names::kDeadlineExceeded) throw;
+        if (may_succeed_later(e)) throw;
         // A refused PUT (typically an expired pre-signed URL, after CloudFormation gave up
         // waiting) cannot succeed later: the waiter is gone.
         spdlog::warn(

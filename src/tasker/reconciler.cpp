@@ -44,20 +44,6 @@ std::int64_t integer_member(const Json& object, const char* key, std::int64_t fa
   return it != object.end() && it->is_number_integer() ? it->get<std::int64_t>() : fallback;
 }
 
-// The statement id of `name` from ListStatements, or "" when the Data API never saw it.
-std::string find_statement(services::RedshiftData& redshift, const std::string& name,
-                           const aws::CallContext& context) {
-  services::ListStatementsRequest list;
-  list.statement_name = name;
-  Json found = redshift.list_statements(list, context);
-  auto statements = found.find("Statements");
-  if (statements == found.end() || !statements->is_array()) return {};
-  for (const auto& s : *statements) {
-    if (string_member(s, "StatementName") == name) return string_member(s, "Id");
-  }
-  return {};
-}
-
 }  // namespace
 
 Reconciler::Reconciler(std::shared_ptr<StateTable> state,
@@ -146,7 +132,7 @@ Reconciler::Examined Reconciler::examine(const StatementRecord& record, std::int
   const std::string name = record.key.statement_name();
   try {
     std::string id = record.statement_id;
-    if (id.empty()) id = find_statement(*redshift_, name, context);
+    if (id.empty()) id = services::find_statement_by_name(*redshift_, name, context).value_or("");
     Outcome outcome;
     outcome.statement_name = name;
     outcome.statement_id = id;

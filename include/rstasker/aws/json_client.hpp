@@ -25,8 +25,13 @@ namespace rstasker::aws {
 inline constexpr std::chrono::milliseconds kInvocationReserve{1000};
 
 // Time cleanup after a failure (releasing a lock, recording a failed start) may take even when
-// the work deadline has already passed; never more than what is left before the hard deadline.
+// the work deadline has already passed; never more than what is left before the hard deadline,
+// less kReportMargin.
 inline constexpr std::chrono::milliseconds kCleanupBudget{2000};
+
+// Time cleanup always leaves before the hard deadline, for reporting the outcome (a post to the
+// Runtime API on the loopback interface). Deadline::with_reserve caps it for very short deadlines.
+inline constexpr std::chrono::milliseconds kReportMargin{200};
 
 // Per-call context: when the work must end, when the invocation ends, and the X-Ray trace to
 // forward.
@@ -46,9 +51,11 @@ struct CallContext {
 
   // The context for cleanup after a failure, which must run even when the failure was the work
   // deadline passing: its deadline is the later of `deadline` and kCleanupBudget from now, but
-  // never past `hard_deadline`. The trace id is kept.
+  // never past `hard_deadline` less kReportMargin, so the outcome can still be reported. The
+  // trace id is kept.
   CallContext for_cleanup() const {
-    Deadline cleanup = hard_deadline.capped(std::max(deadline.remaining(), kCleanupBudget));
+    Deadline cleanup = hard_deadline.with_reserve(kReportMargin)
+                           .capped(std::max(deadline.remaining(), kCleanupBudget));
     return CallContext{cleanup, trace_id, hard_deadline};
   }
 };

@@ -42,6 +42,10 @@ class Error : public std::runtime_error {
   bool retryable_;
 };
 
+// Whether a later attempt (another invocation, a redelivery) may succeed where this one failed:
+// the error is retryable, or time ran out before the call could complete.
+bool may_succeed_later(const Error& e);
+
 // Shorthands for the domain errors; each returns an Error to be thrown.
 Error invalid_request(std::string message);
 Error configuration_error(std::string message);

@@ -71,6 +71,11 @@ class RedshiftData {
 
 std::unique_ptr<RedshiftData> make_redshift_data(std::shared_ptr<const aws::JsonClient> client);
 
+// The id of the statement named exactly `name` (ListStatements matches a prefix), or nullopt when
+// the Data API knows none. Members of the answer that are missing or null are read as absent.
+std::optional<std::string> find_statement_by_name(RedshiftData& redshift, const std::string& name,
+                                                  const aws::CallContext& context);
+
 // Whether `request` is sent as BatchExecuteStatement: it asks for a batch, or holds several SQLs.
 bool is_batch(const ExecuteRequest& request);
 

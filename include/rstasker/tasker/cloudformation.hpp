@@ -65,8 +65,9 @@ class CustomResources {
 
  private:
   // Records (failed) or forgets (succeeded) the Update of `physical_id`; `digests` is the
-  // UserUpdate member of a waiter. A failure that may pass is rethrown (the answer then waits
-  // for a retry); any other is logged and the answer goes out regardless.
+  // UserUpdate member of a waiter. Recording: a failure that may pass is rethrown (the answer
+  // then waits for a retry), any other is logged and the answer goes out regardless.
+  // Forgetting: every failure is rethrown as retryable; the SUCCESS answer waits for it.
   void note_user_update(const std::string& physical_id, const Json& digests, bool failed,
                         const aws::CallContext& context);
 

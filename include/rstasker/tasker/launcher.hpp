@@ -55,9 +55,6 @@ class Launcher {
                      const aws::CallContext& context);
   Json execute(const StatementKey& key, const StartRequest& request, bool with_event,
                const aws::CallContext& context);
-  // The id of the statement named exactly `statement_name`, if the Data API ever started it.
-  std::optional<std::string> find_started(const std::string& statement_name,
-                                          const aws::CallContext& context);
   // After a start that failed: marks the record START_FAILED (when one is kept) and releases the
   // record's lock (when it has one), logging rather than throwing what fails.
   void undo_start(const StatementRecord& record, bool keep_record, const Error& failure,

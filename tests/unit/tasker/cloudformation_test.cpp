@@ -619,6 +619,43 @@ TEST_F(CfnTest, AFailedUserUpdateIsRecordedBeforeItIsAnswered) {
   EXPECT_EQ(state->failed_updates().size(), 1u);
 }
 
+// A successful Update must not leave the record of an earlier failed one behind: it would answer
+// a later, real change back to the old properties without running its SQL. So the SUCCESS answer
+// waits until the record is gone, even when forgetting fails with an error DynamoDB calls final.
+TEST_F(CfnTest, ASuccessfulUserUpdateIsAnsweredOnlyOnceTheFailedOneIsForgotten) {
+  Json failing = request("Update", "Custom::RedshiftUser", {{"username", "etl_writer"}});
+  failing["OldResourceProperties"] = {{"username", "etl_loader"}};
+  ASSERT_EQ(resources.handle(failing, context)["Status"], "STARTED");
+  complete(newest_record(), StatementStatus::kFailed, "ERROR: permission denied");
+  ASSERT_EQ(state->failed_updates().size(), 1u);
+
+  Json retry = request("Update", "Custom::RedshiftUser", {{"username", "etl_writer"}}, "retry-1");
+  retry["OldResourceProperties"] = {{"username", "etl_loader"}};
+  ASSERT_EQ(resources.handle(retry, context)["Status"], "STARTED");
+  const std::size_t answered = responses();
+  state->before_operation = [](std::string_view operation) {
+    if (operation == "forget_failed_update") {
+      throw Error("AccessDeniedException", "not allowed", 400, false);
+    }
+  };
+  StatementRecord record = newest_record();
+  Outcome outcome;
+  outcome.status = StatementStatus::kFinished;
+  outcome.statement_id = record.statement_id;
+  outcome.statement_name = record.key.statement_name();
+  try {
+    resources.respond_completion(record.waiter.cloudformation, outcome, context);
+    FAIL() << "SUCCESS answered with the failed update still recorded";
+  } catch (const Error& e) {
+    EXPECT_TRUE(e.retryable()) << "the completion must come back: " << e.what();
+  }
+  EXPECT_EQ(responses(), answered);
+  state->before_operation = nullptr;
+  resources.respond_completion(record.waiter.cloudformation, outcome, context);
+  EXPECT_EQ(last_response()["Status"], "SUCCESS");
+  EXPECT_TRUE(state->failed_updates().empty());
+}
+
 TEST_F(CfnTest, UserRenameKeepingTheMd5HashFailsAtOnce) {
   Json update = request("Update", "Custom::RedshiftUser",
                         {{"username", "etl_writer"}, {"password", kLoaderMd5}});

@@ -350,10 +350,15 @@ TEST(CallContext, CleanupMayOutlastTheWorkDeadlineButNotTheHardOne) {
   EXPECT_FALSE(cleanup.deadline.expired());
   EXPECT_LE(cleanup.deadline.remaining(), aws::kCleanupBudget);
   EXPECT_EQ(cleanup.trace_id, "trace");
-  // Never past Lambda's deadline.
+  // Never past Lambda's deadline, and leaving time to report the outcome.
   const aws::CallContext nearly_over{
       Deadline::after(milliseconds(0)), {}, Deadline::after(milliseconds(300))};
   EXPECT_LE(nearly_over.for_cleanup().deadline.remaining(), milliseconds(300));
+  const aws::CallContext late_in_a_long_one{
+      Deadline::after(milliseconds(0)), {}, Deadline::after(milliseconds(1500))};
+  EXPECT_LE(late_in_a_long_one.for_cleanup().deadline.remaining(),
+            milliseconds(1500) - aws::kReportMargin);
+  EXPECT_GT(late_in_a_long_one.for_cleanup().deadline.remaining(), milliseconds(1000));
   const aws::CallContext over{
       Deadline::after(milliseconds(0)), {}, Deadline::after(milliseconds(0))};
   EXPECT_TRUE(over.for_cleanup().deadline.expired());
