@@ -117,14 +117,19 @@ struct CfnTest : ::testing::Test {
     return *newest;
   }
   // What the completion path does once the statement of `record` ends.
-  Json complete(const StatementRecord& record, StatementStatus status, std::string error = {}) {
+  static Outcome outcome_of(const StatementRecord& record, StatementStatus status,
+                            std::string error = {}) {
     Outcome outcome;
     outcome.status = status;
     outcome.statement_id = record.statement_id;
     outcome.statement_name = record.key.statement_name();
     outcome.error = std::move(error);
+    return outcome;
+  }
+  Json complete(const StatementRecord& record, StatementStatus status, std::string error = {}) {
     EXPECT_EQ(record.waiter.kind, WaiterKind::kCloudFormation);
-    resources.respond_completion(record.waiter.cloudformation, outcome, context);
+    resources.respond_completion(record.waiter.cloudformation,
+                                 outcome_of(record, status, std::move(error)), context);
     return last_response(record.waiter.cloudformation.value("ResponseURL", ""));
   }
   void expect_shape(const Json& body, const Json& req) {
@@ -607,10 +612,7 @@ TEST_F(CfnTest, AFailedUserUpdateIsRecordedBeforeItIsAnswered) {
     }
   };
   StatementRecord record = newest_record();
-  Outcome outcome;
-  outcome.status = StatementStatus::kFailed;
-  outcome.statement_id = record.statement_id;
-  outcome.statement_name = record.key.statement_name();
+  const Outcome outcome = outcome_of(record, StatementStatus::kFailed);
   EXPECT_THROW(resources.respond_completion(record.waiter.cloudformation, outcome, context), Error);
   EXPECT_EQ(responses(), 0u) << "FAILED answered without the record its rollback needs";
   state->before_operation = nullptr;
@@ -639,10 +641,7 @@ TEST_F(CfnTest, ASuccessfulUserUpdateIsAnsweredOnlyOnceTheFailedOneIsForgotten) 
     }
   };
   StatementRecord record = newest_record();
-  Outcome outcome;
-  outcome.status = StatementStatus::kFinished;
-  outcome.statement_id = record.statement_id;
-  outcome.statement_name = record.key.statement_name();
+  const Outcome outcome = outcome_of(record, StatementStatus::kFinished);
   try {
     resources.respond_completion(record.waiter.cloudformation, outcome, context);
     FAIL() << "SUCCESS answered with the failed update still recorded";
