@@ -127,12 +127,28 @@ Json Reconciler::run(std::chrono::seconds older_than, const aws::CallContext& co
   return summary;
 }
 
+void Reconciler::record_found_id(const StatementRecord& record, const std::string& statement_id,
+                                 const aws::CallContext& context) {
+  try {
+    state_->set_statement_id(record.key, statement_id, context);
+    spdlog::info("reconcile: recorded statement {} of {}", statement_id,
+                 record.key.statement_name());
+  } catch (const Error& e) {
+    // Only precision is lost: LATEST and reconcile look the name up again next time.
+    spdlog::warn("reconcile: could not record statement {} of {}: {}", statement_id,
+                 record.key.statement_name(), e.what());
+  }
+}
+
 Reconciler::Examined Reconciler::examine(const StatementRecord& record, std::int64_t now,
                                          const aws::CallContext& context) {
   const std::string name = record.key.statement_name();
   try {
     std::string id = record.statement_id;
-    if (id.empty()) id = services::find_statement_by_name(*redshift_, name, context).value_or("");
+    if (id.empty()) {
+      id = services::find_statement_by_name(*redshift_, name, context).value_or("");
+      if (!id.empty()) record_found_id(record, id, context);
+    }
     Outcome outcome;
     outcome.statement_name = name;
     outcome.statement_id = id;

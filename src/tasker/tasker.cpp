@@ -45,6 +45,17 @@ std::string Tasker::resolve_statement_id(const std::string& statement_id,
                                          const std::string& execution_arn,
                                          const aws::CallContext& context) {
   if (statement_id != kLatest) return statement_id;
+  // The newest record may lack its statement id: its start succeeded but writing the id failed.
+  // Its statement name finds it; passing over it would act on the statement before it.
+  auto newest = deps_.state->latest(execution_arn, /*started_only=*/false, context);
+  if (newest && newest->statement_id.empty() && newest->state != RecordState::kStartFailed) {
+    if (auto found = services::find_statement_by_name(*deps_.redshift, newest->key.statement_name(),
+                                                      context)) {
+      return *found;
+    }
+    // Not known to the Data API: it never started (or is starting right now); the newest
+    // statement that did start is the one meant.
+  }
   auto latest = deps_.state->latest(execution_arn, /*started_only=*/true, context);
   if (!latest) {
     throw Error(error_names::kPreviousExecutionNotFound,

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <thread>
 
@@ -145,6 +146,39 @@ TEST_F(TaskerTest, LatestResolvesTheNewestStartedStatementOfTheExecution) {
       {{"action", "cancelStatement"}, {"statementId", "LATEST"}, {"executionArn", kExecutionArn}},
       context);
   EXPECT_EQ(redshift->calls().back(), "CancelStatement " + second["Id"].get<std::string>());
+}
+
+// A statement that started but whose id could not be written is still the newest: LATEST finds
+// it by its statement name rather than acting on the statement before it, and reconcile writes
+// the id it finds back into the record.
+TEST_F(TaskerTest, LatestFindsTheNewestStatementEvenWhenItsIdWasNotRecorded) {
+  Json first =
+      tasker.handle({{"sqlStatement", "select 1"}, {"executionArn", kExecutionArn}}, context);
+  state->before_operation = [](std::string_view op) {
+    if (op == "set_statement_id") throw Error("InternalServerError", "ddb down", 500, true);
+  };
+  Json second = tasker.handle(
+      {{"sqlStatement", "select 2"}, {"executionArn", kExecutionArn}, {"taskToken", "TOKEN-2"}},
+      context);
+  state->before_operation = nullptr;
+  ASSERT_NE(second["Id"], first["Id"]);
+
+  Json described = tasker.handle(
+      {{"action", "describeStatement"}, {"statementId", "LATEST"}, {"executionArn", kExecutionArn}},
+      context);
+  EXPECT_EQ(described["Id"], second["Id"]);
+  tasker.handle(
+      {{"action", "cancelStatement"}, {"statementId", "LATEST"}, {"executionArn", kExecutionArn}},
+      context);
+  EXPECT_EQ(redshift->calls().back(), "CancelStatement " + second["Id"].get<std::string>());
+
+  tasker.handle({{"action", "reconcile"}, {"olderThanSeconds", 0}}, context);
+  auto records = state->records();
+  auto newest = std::find_if(records.begin(), records.end(), [&](const StatementRecord& r) {
+    return r.key.statement_name() == second["StatementName"];
+  });
+  ASSERT_NE(newest, records.end());
+  EXPECT_EQ(newest->statement_id, second["Id"]);
 }
 
 TEST_F(TaskerTest, LatestWithNothingStartedIsPreviousExecutionNotFound) {
