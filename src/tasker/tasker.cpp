@@ -6,8 +6,31 @@
 #include "rstasker/common/error.hpp"
 #include "rstasker/common/log.hpp"
 #include "rstasker/tasker/events.hpp"
+#include "tasker/redshift_user.hpp"
 
 namespace rstasker::tasker {
+
+namespace {
+
+// A DescribeStatement answer with password literals hidden in the SQL it echoes (QueryString, of
+// the statement and of each sub-statement) and in error texts, which may quote the SQL.
+Json without_password_literals(Json described) {
+  auto redact = [](Json& object) {
+    if (!object.is_object()) return;
+    for (const char* key : {"QueryString", "Error"}) {
+      if (auto it = object.find(key); it != object.end() && it->is_string()) {
+        *it = redact_password_literals(it->get<std::string>());
+      }
+    }
+  };
+  redact(described);
+  if (auto subs = described.find("SubStatements"); subs != described.end() && subs->is_array()) {
+    for (Json& sub : *subs) redact(sub);
+  }
+  return described;
+}
+
+}  // namespace
 
 Tasker::Tasker(Config config, Dependencies dependencies, CompletionOptions completion_options)
     : config_(std::move(config)),
@@ -93,8 +116,8 @@ Json Tasker::run_action(const Json& event, const ActionRequest& request,
       return response;
     }
     case ActionKind::kDescribeStatement:
-      return deps_.redshift->describe_statement(
-          resolve_statement_id(request.statement_id, request.execution_arn, context), context);
+      return without_password_literals(deps_.redshift->describe_statement(
+          resolve_statement_id(request.statement_id, request.execution_arn, context), context));
     case ActionKind::kCancelStatement:
       return deps_.redshift->cancel_statement(
           resolve_statement_id(request.statement_id, request.execution_arn, context), context);

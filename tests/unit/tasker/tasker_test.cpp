@@ -181,6 +181,31 @@ TEST_F(TaskerTest, LatestFindsTheNewestStatementEvenWhenItsIdWasNotRecorded) {
   EXPECT_EQ(newest->statement_id, second["Id"]);
 }
 
+// Custom::RedshiftUser puts password hashes into the SQL, which the Data API keeps as the
+// statement's QueryString for 24 hours: describeStatement never returns them.
+TEST_F(TaskerTest, DescribeStatementNeverReturnsPasswordLiterals) {
+  Json started = tasker.handle({{"sqlStatement", "select 1"}}, context);
+  const std::string id = started["Id"];
+  const std::string hash = "md5153c434b4b77c89e6b94f12c5393af5b";
+  redshift->set_describe_response(
+      id, {{"Id", id},
+           {"Status", "FINISHED"},
+           {"QueryString", "CREATE USER \"etl\" PASSWORD '" + hash + "' CREATEDB"},
+           {"SubStatements",
+            {{{"Id", id + ":1"},
+              {"QueryString", "alter user \"etl\" password\n\t 'sha256|" + std::string(64, 'a') +
+                                  "|" + std::string(64, 'b') + "' valid until 'x'"}},
+             {{"Id", id + ":2"}, {"QueryString", "ALTER USER \"etl\" PASSWORD DISABLE"}}}}});
+  Json described = tasker.handle({{"action", "describeStatement"}, {"statementId", id}}, context);
+  const std::string text = described.dump();
+  EXPECT_EQ(text.find(hash), std::string::npos) << text;
+  EXPECT_EQ(text.find(std::string(64, 'a')), std::string::npos) << text;
+  EXPECT_EQ(described["QueryString"], "CREATE USER \"etl\" PASSWORD '***' CREATEDB");
+  EXPECT_EQ(described["SubStatements"][0]["QueryString"],
+            "alter user \"etl\" password\n\t '***' valid until 'x'");
+  EXPECT_EQ(described["SubStatements"][1]["QueryString"], "ALTER USER \"etl\" PASSWORD DISABLE");
+}
+
 TEST_F(TaskerTest, LatestWithNothingStartedIsPreviousExecutionNotFound) {
   Error e = error_of({{"action", "describeStatement"},
                       {"statementId", "LATEST"},
