@@ -126,6 +126,14 @@ Json Launcher::execute(const StatementKey& key, const StartRequest& request, boo
 StartResult Launcher::resume(const StatementRecord& earlier, const StartRequest& request,
                              const aws::CallContext& context) {
   const std::string name = earlier.key.statement_name();
+  if (earlier.statement_id.empty() && earlier.state == RecordState::kClaimed) {
+    // A record claimed without a statement id is being answered: by reconcile, that the
+    // statement never started (then a statement started now would have its completion
+    // ignored), or by the completion of a start that could not record its id. The retry finds
+    // the record DONE and runs nothing.
+    throw Error(error_names::kConcurrentExecution, name + " is being answered already; try again",
+                0, /*retryable=*/true);
+  }
   if (earlier.state == RecordState::kDone) {
     spdlog::info("{} already ran as statement {}; not starting it again", request.caller_id, name);
     return StartResult{earlier.key, {{"Id", earlier.statement_id}}};
