@@ -3,6 +3,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "rstasker/aws/sigv4.hpp"
 #include "rstasker/common/error.hpp"
 #include "rstasker/common/text.hpp"
@@ -19,6 +21,18 @@ constexpr std::int64_t kLockLifetimeMs = 25LL * 3600 * 1000;
 constexpr std::int64_t kAbandonedStartMs = 15LL * 60 * 1000;
 constexpr int kInsertAttempts = 5;
 constexpr int kLockAttempts = 4;
+// A statement runs up to 24 hours and its completion event may be redelivered after that: a
+// record someone waits for is kept at least this long, whatever TtlDays says.
+constexpr std::int64_t kMinWaitingRecordSeconds = 2LL * 86400;
+
+// When the state table may forget `record` (its TTL): TtlDays after its creation, and never
+// before its waiter can have been answered.
+std::int64_t record_expiry_s(const StatementRecord& record, int ttl_days) {
+  const std::int64_t created_s = record.created_at_ms / 1000;
+  std::int64_t ttl = static_cast<std::int64_t>(ttl_days) * 86400;
+  if (record.tracked()) ttl = std::max(ttl, kMinWaitingRecordSeconds);
+  return created_s + ttl;
+}
 
 // Whether a failed call may still have reached the Data API: no HTTP answer came (a timeout, a
 // broken connection) or a server error did. A 4xx answer is a refusal.
@@ -160,8 +174,8 @@ StartResult Launcher::start(const StartRequest& request, const aws::CallContext&
   record.key.id = request.caller_id.empty() ? "adhoc:" + random_uuid() : request.caller_id;
   record.waiter = request.waiter;
   record.created_at_ms = now;
-  record.expires_at_s = now / 1000 + static_cast<std::int64_t>(config_.ttl_days) * 86400;
   if (request.singleton) record.lock_key = lock_key(request.target, request.sqls);
+  record.expires_at_s = record_expiry_s(record, config_.ttl_days);
 
   // A record is kept when someone may ask about the statement later: a waiter, a lock, or an
   // execution that may say "LATEST".

@@ -181,6 +181,32 @@ TEST_F(TaskerTest, LatestFindsTheNewestStatementEvenWhenItsIdWasNotRecorded) {
   EXPECT_EQ(newest->statement_id, second["Id"]);
 }
 
+// A statement may run 24 hours and its completion be redelivered after that: a record with a
+// waiter outlives that whatever TtlDays says (a record nobody waits for keeps TtlDays).
+TEST(TaskerTtl, AWaitingRecordOutlivesItsStatementEvenWithTtlDaysOne) {
+  auto redshift = std::make_shared<FakeRedshiftData>();
+  auto state = std::make_shared<MemoryStateTable>();
+  Config config = rstasker::testing::test_config();
+  config.ttl_days = 1;
+  Tasker tasker{config, Dependencies{redshift, state, std::make_shared<FakeStepFunctions>(),
+                                     std::make_shared<rstasker::testing::FakeCfnResponder>()}};
+  aws::CallContext context{Deadline::after(std::chrono::seconds(30)), {}};
+  tasker.handle(
+      {{"sqlStatement", "select 1"}, {"executionArn", kExecutionArn}, {"taskToken", "TOKEN-1"}},
+      context);
+  tasker.handle({{"sqlStatement", "select 2"}, {"executionArn", kExecutionArn}}, context);
+  auto records = state->records();
+  ASSERT_EQ(records.size(), 2u);
+  for (const StatementRecord& r : records) {
+    const double days = (static_cast<double>(r.expires_at_s) - now_epoch_seconds()) / 86400.0;
+    if (r.tracked()) {
+      EXPECT_GE(days, 2.0 - 0.001) << "a waiting record must outlive its statement";
+    } else {
+      EXPECT_NEAR(days, 1.0, 0.001);
+    }
+  }
+}
+
 // Custom::RedshiftUser puts password hashes into the SQL, which the Data API keeps as the
 // statement's QueryString for 24 hours: describeStatement never returns them.
 TEST_F(TaskerTest, DescribeStatementNeverReturnsPasswordLiterals) {
