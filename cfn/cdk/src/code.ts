@@ -17,8 +17,8 @@ export function lambdaZipName(architecture: lambda.Architecture): string {
  * The bundled zip for `architecture` as an asset; throws, saying how to get one, when the
  * package holds none (a checkout that was never packed, or another architecture).
  */
-export function bundledCode(architecture: lambda.Architecture): lambda.Code {
-  const zip = path.join(BUNDLED_CODE_DIR, lambdaZipName(architecture));
+export function bundledCode(architecture: lambda.Architecture, dir: string = BUNDLED_CODE_DIR): lambda.Code {
+  const zip = path.join(dir, lambdaZipName(architecture));
   if (!fs.existsSync(zip)) {
     throw new Error(
       `SfnRedshiftTasker: this package holds no Lambda zip for ${architecture.name} (${zip}). ` +

@@ -20,10 +20,13 @@ export interface Synthesized {
   names: Map<string, string>;
 }
 
-export function synthTasker(props: Partial<SfnRedshiftTaskerProps> = {}, build?: (stack: Stack) => void): Synthesized {
+/** Props, or a function of the stack making them (for props that refer to other resources). */
+export type TaskerPropsFor = Partial<SfnRedshiftTaskerProps> | ((stack: Stack) => Partial<SfnRedshiftTaskerProps>);
+
+export function synthTasker(propsFor: TaskerPropsFor = {}): Synthesized {
   const app = new App();
   const stack = new Stack(app, 'TestStack');
-  build?.(stack);
+  const props = typeof propsFor === 'function' ? propsFor(stack) : propsFor;
   const tasker = new SfnRedshiftTasker(stack, 'Tasker', {
     redshiftTargetProps: { clusterIdentifier: 'local', dbName: 'dev', dbUser: 'awsuser' },
     code: fakeCode(),
