@@ -19,7 +19,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import zipfile
 
@@ -191,7 +190,9 @@ def run_examples(sfn, outputs):
 
 
 def main():
-    state = tempfile.mkdtemp(prefix="rstasker-cdk-e2e.")
+    # In the build directory, as the C++ end-to-end tests' stacks: PostgreSQL (run as the postgres
+    # user when the test is root) must reach it, which a private temporary directory denies.
+    state = os.path.join(BUILD, "e2e-cdk-local-stack")
     script = os.path.join(ROOT, "scripts", "local-stack")
     env = dict(os.environ,
                RSTASKER_LOCAL_STACK_DIR=os.path.join(state, "stack"),
@@ -199,6 +200,11 @@ def main():
                RSTASKER_LOCAL_STACK_PREBUILT="1",
                RSTASKER_FUNCTION_BOOTSTRAP=os.path.join(BUILD, "redshift-tasker"),
                RSTASKER_LOCAL_STACK_OWNER_PID=str(os.getpid()))
+    if os.path.exists(os.path.join(state, "stack", "ports")):
+        # A stack a previous run left behind (its watchdog normally takes it down) goes first.
+        subprocess.run([script, "down"], env=env, timeout=120, capture_output=True)
+    shutil.rmtree(state, ignore_errors=True)
+    os.makedirs(state)
     try:
         run([script, "up"], env=env, timeout=180)
         values = read_assignments(os.path.join(state, "stack", "env"))
@@ -224,7 +230,6 @@ def main():
         print("every example ended as expected")
     finally:
         subprocess.run([script, "down"], env=env, timeout=120, capture_output=True)
-    shutil.rmtree(state, ignore_errors=True)
 
 
 main()
