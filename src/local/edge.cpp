@@ -238,6 +238,10 @@ class Edge::Impl {
  private:
   void handle(const httplib::Request& req, const std::string& body, httplib::Response& res) {
     const auto started = Clock::now();
+    FaultInjector* faults = options_.faults.get();
+    if (faults != nullptr && faults->control(req, body, res)) return;
+    const EdgeFault fault = faults != nullptr ? faults->before(req, body, res) : EdgeFault{};
+    if (fault.answered) return;
     const std::string target = req.get_header_value("X-Amz-Target");
     std::string route = "moto";
     static const RE2 invoke_path(R"(^/2015-03-31/functions/([^/]+)/invocations/?$)");
@@ -254,6 +258,7 @@ class Edge::Impl {
     } else {
       proxy(req, body, res);
     }
+    if (faults != nullptr) faults->after(fault, req, body, res);
     if (!res.has_header("x-amzn-RequestId")) res.set_header("x-amzn-RequestId", random_uuid());
     spdlog::debug(
         "{} {} ({}) -> {} in {} ms", req.method, req.target, route, res.status,

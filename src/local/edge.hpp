@@ -8,6 +8,7 @@
 
 #include "local/code_store.hpp"
 #include "local/data_api.hpp"
+#include "local/faults.hpp"
 #include "local/lambda_service.hpp"
 #include "local/sigv4_verify.hpp"
 
@@ -24,6 +25,8 @@ struct EdgeOptions {
   std::string moto_url;  // where everything else goes
   // Request handler threads: a RequestResponse invocation holds one for as long as it runs.
   int threads = 64;
+  // Faults injected into the requests passing (and its control endpoint); none when null.
+  std::shared_ptr<FaultInjector> faults;
 };
 
 class Edge {

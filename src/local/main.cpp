@@ -5,9 +5,11 @@
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -15,6 +17,7 @@
 #include "local/data_api.hpp"
 #include "local/edge.hpp"
 #include "local/event_source.hpp"
+#include "local/faults.hpp"
 #include "local/lambda_service.hpp"
 #include "local/moto_client.hpp"
 #include "local/sigv4_verify.hpp"
@@ -54,6 +57,8 @@ Usage: tasker-local --port N --moto-url URL [options]
   --cache-dir DIR          unpacked function code (TASKER_LOCAL_CACHE_DIR; default
                            $TMPDIR/tasker-local-<pid>/code)
   --max-instances N        instances per function at most (TASKER_LOCAL_MAX_INSTANCES; default 8)
+  --faults FILE            fault rules in force from the start (TASKER_LOCAL_FAULTS; JSON, see
+                           docs/local-stack.md); PUT /_tasker_local/faults replaces them
   --log-level LEVEL        trace, debug, info, warn, error (LOG_LEVEL; default info)
   --help, --version
 
@@ -75,6 +80,7 @@ struct Settings {
   std::filesystem::path cache_dir;
   int max_instances = 8;
   std::string log_level = "info";
+  std::filesystem::path faults;
 };
 
 std::string env_or(const char* name, std::string fallback) {
@@ -112,6 +118,7 @@ Settings parse(int argc, char** argv) {
   s.cache_dir = env_or("TASKER_LOCAL_CACHE_DIR", "");
   s.max_instances = std::stoi(env_or("TASKER_LOCAL_MAX_INSTANCES", "8"));
   s.log_level = env_or("LOG_LEVEL", s.log_level);
+  s.faults = env_or("TASKER_LOCAL_FAULTS", "");
   std::string keys = env_or("TASKER_LOCAL_ACCEPT_KEYS", "");
   for (std::size_t pos = 0; pos < keys.size();) {
     std::size_t comma = keys.find(',', pos);
@@ -162,6 +169,8 @@ Settings parse(int argc, char** argv) {
       s.cache_dir = next();
     } else if (arg == "--max-instances") {
       s.max_instances = parse_int(next(), "--max-instances");
+    } else if (arg == "--faults") {
+      s.faults = next();
     } else if (arg == "--log-level") {
       s.log_level = next();
     } else {
@@ -217,6 +226,18 @@ int run(const Settings& s) {
   lambda_options.max_instances = s.max_instances;
   local::LambdaService lambda(lambda_options, moto, code);
 
+  local::FaultRules rules;
+  if (!s.faults.empty()) {
+    std::ifstream in(s.faults);
+    if (!in) throw Error(error_names::kConfigurationError, "cannot read " + s.faults.string());
+    std::ostringstream text;
+    text << in.rdbuf();
+    rules =
+        local::parse_fault_rules(parse_json(text.str(), s.faults.string(), "InvalidFaultRules"));
+  }
+  // Declared before the Data API: its publisher thread calls the injector until it stops.
+  auto faults = std::make_shared<local::FaultInjector>(std::move(rules));
+
   std::unique_ptr<local::DataApi> data_api;
   if (!s.pg.empty()) {
     auto events = std::make_shared<services::EventBridge>(
@@ -225,9 +246,9 @@ int run(const Settings& s) {
     options.pg_conninfo = s.pg;
     options.region = s.region;
     options.account_id = s.account_id;
-    options.publish = [events](const services::EventEntry& entry) {
+    options.publish = faults->wrap_publish([events](const services::EventEntry& entry) {
       events->put_events({entry}, {Deadline::after(std::chrono::seconds(10)), {}});
-    };
+    });
     data_api = std::make_unique<local::DataApi>(std::move(options));
   }
 
@@ -241,6 +262,7 @@ int run(const Settings& s) {
   edge_options.port = s.port;
   edge_options.region = s.region;
   edge_options.moto_url = s.moto_url;
+  edge_options.faults = faults;
   local::Edge edge(edge_options, local::SignatureVerifier(std::move(keys)), data_api.get(), lambda,
                    code);
   edge.start();
