@@ -8,6 +8,7 @@
 #include "rstasker/aws/sigv4.hpp"
 #include "rstasker/common/error.hpp"
 #include "rstasker/common/text.hpp"
+#include "rstasker/tasker/metrics.hpp"
 
 namespace rstasker::tasker {
 
@@ -41,6 +42,7 @@ bool may_have_started(const Error& e) {
 }
 
 Error concurrent_execution(const std::string& detail) {
+  metrics::count(metric::kSingletonRefused);
   return Error(error_names::kConcurrentExecution,
                "the same SQL is already running on this target: " + detail);
 }
@@ -227,6 +229,7 @@ StartResult Launcher::start(const StartRequest& request, const aws::CallContext&
     }
     if (!started || started->empty()) {
       spdlog::warn("statement {} did not start: {}: {}", name, e.name(), e.message());
+      metric::count_for(metric::kStartFailures, record.waiter.kind);
       undo_start(record, keep_record, e, cleanup);
       throw;
     }
@@ -237,6 +240,7 @@ StartResult Launcher::start(const StartRequest& request, const aws::CallContext&
 
   const std::string statement_id = response.value("Id", "");
   spdlog::info("started statement {} as {}", statement_id, name);
+  metric::count_for(metric::kStatementsStarted, record.waiter.kind);
   const aws::CallContext cleanup = context.for_cleanup();
   try {
     if (keep_record) state_->set_statement_id(record.key, statement_id, cleanup);

@@ -7,6 +7,7 @@
 
 #include "rstasker/common/error.hpp"
 #include "rstasker/common/text.hpp"
+#include "rstasker/tasker/metrics.hpp"
 
 namespace rstasker::tasker {
 
@@ -124,6 +125,8 @@ Json Reconciler::run(std::chrono::seconds older_than, const aws::CallContext& co
                   {"alreadyDone", done},     {"outcomeUnknown", unknown},
                   {"retryLater", retry},     {"more", more}};
   spdlog::info("reconcile: {}", dump_json(summary));
+  metrics::count(metric::kReconcileCompleted, {}, completed);
+  metrics::count(metric::kReconcileOutcomeUnknown, {}, unknown);
   return summary;
 }
 

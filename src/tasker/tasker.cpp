@@ -5,7 +5,9 @@
 
 #include "rstasker/common/error.hpp"
 #include "rstasker/common/log.hpp"
+#include "rstasker/common/metrics.hpp"
 #include "rstasker/tasker/events.hpp"
+#include "rstasker/tasker/metrics.hpp"
 #include "tasker/redshift_user.hpp"
 
 namespace rstasker::tasker {
@@ -52,6 +54,11 @@ Json Tasker::handle(const Json& event, const aws::CallContext& context) {
 }
 
 Json Tasker::handle(const CheckedEvent& checked, const aws::CallContext& context) {
+  // One set of EMF documents per invocation, whatever way it ends.
+  struct FlushMetrics {
+    ~FlushMetrics() { metrics::flush(); }
+  } flush_metrics;
+  if (std::exchange(cold_, false)) metrics::count(metric::kColdStart);
   switch (checked.shape()) {
     case EventShape::kAction:
       if (checked.action() == nullptr) break;
