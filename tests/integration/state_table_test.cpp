@@ -58,6 +58,40 @@ class StateTableTest : public ::testing::Test {
     return r;
   }
 
+  // A tasker over this test's table, with fakes for the other services.
+  struct TaskerOverTable {
+    Config config;
+    std::shared_ptr<rstasker::testing::FakeRedshiftData> redshift;
+    std::shared_ptr<StateTable> state;
+    std::shared_ptr<rstasker::testing::FakeStepFunctions> sfn;
+    std::unique_ptr<Tasker> tasker;
+  };
+  TaskerOverTable tasker_over_table() {
+    TaskerOverTable t;
+    t.config.target = {"cluster-1", "", "dev", "admin", ""};
+    t.config.table_name = table_;
+    t.config.region = moto_->region();
+    t.redshift = std::make_shared<rstasker::testing::FakeRedshiftData>();
+    t.state = std::move(table);
+    t.sfn = std::make_shared<rstasker::testing::FakeStepFunctions>();
+    t.tasker = std::make_unique<Tasker>(
+        t.config, Dependencies{t.redshift, t.state, t.sfn,
+                               std::make_shared<rstasker::testing::FakeCfnResponder>()});
+    return t;
+  }
+
+  // The SQS batch of the completion event of `started` (an execute action's response), FINISHED.
+  static Json finished_batch(const Json& started) {
+    Json body = {{"source", "aws.redshift-data"},
+                 {"detail-type", "Redshift Data Statement Status Change"},
+                 {"detail",
+                  {{"statementName", started["StatementName"]},
+                   {"statementId", started["Id"]},
+                   {"state", "FINISHED"}}}};
+    return {{"Records",
+             {{{"messageId", "m1"}, {"eventSource", "aws:sqs"}, {"body", dump_json(body)}}}}};
+  }
+
   static inline std::unique_ptr<MotoServer> moto_;
   static inline std::string start_error_;
   // Every call passes it; a test makes it lose the replies of chosen writes after moto applied
@@ -197,6 +231,15 @@ TEST_F(StateTableTest, FailedUpdatesAreRememberedPerPhysicalIdUntilForgottenOrEx
   table->forget_failed_update(id, ctx_);
   EXPECT_FALSE(table->failed_update(id, ctx_));
 
+  // Unconditional writes: a retry after a lost reply writes (or deletes) the same again.
+  lossy_->lose_reply("PutItem");
+  table->record_failed_update({id, "failed-4", "kept-4", now_epoch_seconds() + 86400}, ctx_);
+  EXPECT_EQ(table->failed_update(id, ctx_)->failed_digest, "failed-4");
+  lossy_->lose_reply("DeleteItem", 1, LostReplyTransport::Loss::kServerError);
+  table->forget_failed_update(id, ctx_);
+  EXPECT_FALSE(table->failed_update(id, ctx_));
+  EXPECT_EQ(lossy_->lost(), 2);
+
   // Expired but not yet swept by DynamoDB's TTL: gone all the same.
   table->record_failed_update({id, "failed-3", "kept-3", now_epoch_seconds() - 10}, ctx_);
   EXPECT_FALSE(table->failed_update(id, ctx_));
@@ -333,15 +376,11 @@ TEST_F(StateTableTest, IdempotencyMarkersAndWaiterRebindingSurviveLostReplies) {
 // The whole life of a singleton statement with the first reply of every state-table write lost
 // after moto applied it: it starts once, calls back once, and leaves no lock.
 TEST_F(StateTableTest, ASingletonFlowWhoseWritesAllLoseTheirFirstReplyRunsOnceAndLeavesNoLock) {
-  auto redshift = std::make_shared<rstasker::testing::FakeRedshiftData>();
-  Config config;
-  config.target = {"cluster-1", "", "dev", "admin", ""};
-  config.table_name = table_;
-  config.region = moto_->region();
-  std::shared_ptr<StateTable> shared_table = std::move(table);
-  auto sfn = std::make_shared<rstasker::testing::FakeStepFunctions>();
-  auto cfn = std::make_shared<rstasker::testing::FakeCfnResponder>();
-  Tasker tasker(config, Dependencies{redshift, shared_table, sfn, cfn});
+  TaskerOverTable over = tasker_over_table();
+  auto& redshift = over.redshift;
+  auto& shared_table = over.state;
+  auto& sfn = over.sfn;
+  auto& tasker = over.tasker;
   const Json event = {{"action", "executeSingletonStatement"},
                       {"sqlStatement", "call sp_lost_replies()"},
                       {"executionArn", "arn:aws:states:us-east-1:123456789012:execution:M:lost"},
@@ -349,11 +388,11 @@ TEST_F(StateTableTest, ASingletonFlowWhoseWritesAllLoseTheirFirstReplyRunsOnceAn
   lossy_->lose_reply("PutItem", 1, LostReplyTransport::Loss::kNetworkError, "expiresAt");  // lock
   lossy_->lose_reply("PutItem", 1, LostReplyTransport::Loss::kServerError, "waiter");      // record
   lossy_->lose_reply("UpdateItem", 1, LostReplyTransport::Loss::kNetworkError, "#sid");
-  Json started = tasker.handle(event, ctx_);
+  Json started = tasker->handle(event, ctx_);
   ASSERT_EQ(redshift->executed().size(), 1u);
   EXPECT_EQ(lossy_->lost(), 3);
-  auto lock =
-      shared_table->get_lock(Launcher::lock_key(config.target, {"call sp_lost_replies()"}), ctx_);
+  auto lock = shared_table->get_lock(
+      Launcher::lock_key(over.config.target, {"call sp_lost_replies()"}), ctx_);
   ASSERT_TRUE(lock);
   EXPECT_EQ(lock->holder, started["StatementName"]);
   EXPECT_EQ(lock->statement_id, started["Id"]);
@@ -361,35 +400,23 @@ TEST_F(StateTableTest, ASingletonFlowWhoseWritesAllLoseTheirFirstReplyRunsOnceAn
   lossy_->lose_reply("UpdateItem", 1, LostReplyTransport::Loss::kServerError, "CLAIMED");
   lossy_->lose_reply("UpdateItem", 1, LostReplyTransport::Loss::kNetworkError, "DONE");
   lossy_->lose_reply("DeleteItem", 1, LostReplyTransport::Loss::kServerError);
-  Json body = {{"source", "aws.redshift-data"},
-               {"detail-type", "Redshift Data Statement Status Change"},
-               {"detail",
-                {{"statementName", started["StatementName"]},
-                 {"statementId", started["Id"]},
-                 {"state", "FINISHED"}}}};
-  Json batch = {
-      {"Records", {{{"messageId", "m1"}, {"eventSource", "aws:sqs"}, {"body", dump_json(body)}}}}};
-  EXPECT_TRUE(tasker.handle(batch, ctx_)["batchItemFailures"].empty());
+  const Json batch = finished_batch(started);
+  EXPECT_TRUE(tasker->handle(batch, ctx_)["batchItemFailures"].empty());
   EXPECT_EQ(lossy_->lost(), 6);
   EXPECT_EQ(sfn->callbacks().size(), 1u);
   EXPECT_FALSE(shared_table->get_lock(lock->key, ctx_)) << "a lock was left behind";
   auto key = StatementKey::from_statement_name(started["StatementName"].get<std::string>());
   EXPECT_EQ(shared_table->get(*key, ctx_)->state, RecordState::kDone);
   // The redelivery is a duplicate, not a second callback.
-  EXPECT_TRUE(tasker.handle(batch, ctx_)["batchItemFailures"].empty());
+  EXPECT_TRUE(tasker->handle(batch, ctx_)["batchItemFailures"].empty());
   EXPECT_EQ(sfn->callbacks().size(), 1u);
 }
 
 TEST_F(StateTableTest, TwentyConcurrentSingletonCallersStartExactlyOne) {
-  auto redshift = std::make_shared<rstasker::testing::FakeRedshiftData>();
-  Config config;
-  config.target = {"cluster-1", "", "dev", "admin", ""};
-  config.table_name = table_;
-  config.region = moto_->region();
-  std::shared_ptr<StateTable> shared_table = std::move(table);
-  auto sfn = std::make_shared<rstasker::testing::FakeStepFunctions>();
-  auto cfn = std::make_shared<rstasker::testing::FakeCfnResponder>();
-  Tasker tasker(config, Dependencies{redshift, shared_table, sfn, cfn});
+  TaskerOverTable over = tasker_over_table();
+  auto& redshift = over.redshift;
+  auto& sfn = over.sfn;
+  auto& tasker = over.tasker;
 
   auto event = [](int i) {
     return Json{{"action", "executeSingletonStatement"},
@@ -404,7 +431,7 @@ TEST_F(StateTableTest, TwentyConcurrentSingletonCallersStartExactlyOne) {
   for (int i = 0; i < 20; ++i) {
     threads.emplace_back([&, i] {
       try {
-        ids[i] = tasker.handle(event(i), ctx_).value("Id", "");
+        ids[i] = tasker->handle(event(i), ctx_).value("Id", "");
         ++started;
       } catch (const Error& e) {
         (e.name() == "ConcurrentExecution" ? refused : other)++;
@@ -419,24 +446,17 @@ TEST_F(StateTableTest, TwentyConcurrentSingletonCallersStartExactlyOne) {
   std::string winner = *std::find_if(ids.begin(), ids.end(), [](auto& s) { return !s.empty(); });
 
   // Still running: refused. Finished (completion event not yet processed): taken over.
-  EXPECT_THROW(tasker.handle(event(21), ctx_), Error);
+  EXPECT_THROW(tasker->handle(event(21), ctx_), Error);
   redshift->set_status(winner, "FINISHED");
-  Json second = tasker.handle(event(22), ctx_);
+  Json second = tasker->handle(event(22), ctx_);
   EXPECT_NE(second["Id"], winner);
 
   // The completion of the second releases the lock: a third starts without any take-over.
-  Json body = {{"source", "aws.redshift-data"},
-               {"detail-type", "Redshift Data Statement Status Change"},
-               {"detail",
-                {{"statementName", second["StatementName"]},
-                 {"statementId", second["Id"]},
-                 {"state", "FINISHED"}}}};
-  Json batch = {
-      {"Records", {{{"messageId", "m1"}, {"eventSource", "aws:sqs"}, {"body", dump_json(body)}}}}};
-  EXPECT_TRUE(tasker.handle(batch, ctx_)["batchItemFailures"].empty());
+  const Json batch = finished_batch(second);
+  EXPECT_TRUE(tasker->handle(batch, ctx_)["batchItemFailures"].empty());
   std::size_t describes_before = 0;
   for (const auto& c : redshift->calls()) describes_before += c.starts_with("DescribeStatement");
-  EXPECT_NO_THROW(tasker.handle(event(23), ctx_));
+  EXPECT_NO_THROW(tasker->handle(event(23), ctx_));
   std::size_t describes_after = 0;
   for (const auto& c : redshift->calls()) describes_after += c.starts_with("DescribeStatement");
   EXPECT_EQ(describes_after, describes_before) << "the lock was free: nothing to take over";
