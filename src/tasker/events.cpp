@@ -25,6 +25,8 @@ constexpr std::size_t kMaxExecutionArnLength =
 // SendTaskHeartbeat).
 constexpr std::size_t kMaxTaskTokenLength = 2048;
 constexpr std::size_t kMaxParameters = 100;
+// Room for "<execution ARN>#<state name>#<entered time>", the key a state machine builds.
+constexpr std::size_t kMaxIdempotencyKeyLength = 512;
 
 struct ActionInfo {
   std::string_view name;
@@ -41,9 +43,9 @@ constexpr std::array<ActionInfo, 7> kActions = {{
     {"queryRunnerStep", ActionKind::kQueryRunnerStep},
 }};
 
-constexpr std::array<std::string_view, 9> kExecuteFields = {
+constexpr std::array<std::string_view, 10> kExecuteFields = {
     "sqlStatement",  "sqlStatements", "parameters", "taskToken", "clusterIdentifier",
-    "workgroupName", "database",      "dbUser",     "secretArn"};
+    "workgroupName", "database",      "dbUser",     "secretArn", "idempotencyKey"};
 
 // The fields an action accepts (besides "action" and "executionArn").
 std::set<std::string_view> fields_of(ActionKind kind) {
@@ -261,6 +263,14 @@ std::vector<services::SqlParameter> parse_sql_parameters(const Json& parameters,
   return out;
 }
 
+void check_idempotency_key(const std::string& key) {
+  if (key.empty() || key.size() > kMaxIdempotencyKeyLength) {
+    throw invalid_request("field 'idempotencyKey' must be 1 to " +
+                          std::to_string(kMaxIdempotencyKeyLength) + " characters long, not " +
+                          std::to_string(key.size()));
+  }
+}
+
 void check_execution_arn(const std::string& arn) {
   // arn:<partition>:states:<region>:<account>:execution|express:<machine>:<name>[:...]
   std::vector<std::string_view> parts;
@@ -379,6 +389,14 @@ ActionRequest parse_action(const Json& event) {
               "\"executionArn.$\": \"$$.Execution.Id\")");
         }
         request.task_token = *token;
+      }
+      if (auto key = fields.string("idempotencyKey")) {
+        if (key->empty() || key->size() > kMaxIdempotencyKeyLength) {
+          throw invalid_request("field 'idempotencyKey' must be 1 to " +
+                                std::to_string(kMaxIdempotencyKeyLength) +
+                                " characters long, not " + std::to_string(key->size()));
+        }
+        request.idempotency_key = *key;
       }
       request.target.cluster_identifier = fields.non_empty_string("clusterIdentifier");
       request.target.workgroup_name = fields.non_empty_string("workgroupName");

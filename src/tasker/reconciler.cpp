@@ -75,6 +75,18 @@ Json Reconciler::synthesize_event(const Json& described, const std::string& stat
           {"detail", detail}};
 }
 
+Outcome Reconciler::outcome_of(const Json& described, const std::string& statement_name,
+                               const std::string& region) {
+  Outcome outcome;
+  outcome.statement_name = statement_name;
+  outcome.statement_id = string_member(described, "Id");
+  outcome.status = services::parse_statement_status(string_member(described, "Status"));
+  outcome.error = string_member(described, "Error");  // "" when absent or null
+  outcome.rows = integer_member(described, "ResultRows", -1);
+  outcome.event = synthesize_event(described, statement_name, region);
+  return outcome;
+}
+
 Json Reconciler::run(std::chrono::seconds older_than, const aws::CallContext& context) {
   const std::int64_t now = now_epoch_ms();
   const std::int64_t cutoff = now - std::chrono::milliseconds(older_than).count();
@@ -217,11 +229,9 @@ Reconciler::Examined Reconciler::examine(const StatementRecord& record, std::int
                                                     : Examined::kAlreadyDone;
     }
 
-    outcome.status = services::parse_statement_status(string_member(described, "Status"));
+    outcome = outcome_of(described, name, options_.region);
+    if (outcome.statement_id.empty()) outcome.statement_id = id;
     if (!services::is_terminal(outcome.status)) return Examined::kRunning;
-    outcome.error = string_member(described, "Error");  // "" when absent or null
-    outcome.rows = integer_member(described, "ResultRows", -1);
-    outcome.event = synthesize_event(described, name, options_.region);
     spdlog::info("reconcile: statement {} is {} but was never completed", name,
                  services::to_string(outcome.status));
     switch (completions_.complete(record.key, std::move(outcome), context)) {

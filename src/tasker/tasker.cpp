@@ -94,6 +94,30 @@ std::string Tasker::resolve_statement_id(const std::string& statement_id,
   return latest->statement_id;
 }
 
+void Tasker::answer_finished(const StatementRecord& record, const Waiter& waiter,
+                             const aws::CallContext& context) {
+  const std::string name = record.key.statement_name();
+  std::string id = record.statement_id;
+  if (id.empty())
+    id = services::find_statement_by_name(*deps_.redshift, name, context).value_or("");
+  if (id.empty()) {
+    throw Error(error_names::kInternalError,
+                "statement " + name + " has been completed, but the Data API no longer knows it");
+  }
+  // The outcome the earlier waiter was given, as DescribeStatement tells it now.
+  Outcome outcome =
+      Reconciler::outcome_of(deps_.redshift->describe_statement(id, context), name, config_.region);
+  if (outcome.statement_id.empty()) outcome.statement_id = id;
+  if (!services::is_terminal(outcome.status)) {
+    throw Error(error_names::kInternalError,
+                "statement " + name + " has been completed, but DescribeStatement says it is " +
+                    std::string(services::to_string(outcome.status)));
+  }
+  spdlog::info("statement {} had already ended ({}): answering the repeated start's waiter now",
+               name, services::to_string(outcome.status));
+  notifier_.notify(waiter, outcome, context);
+}
+
 Json Tasker::run_action(const Json& event, const ActionRequest& request,
                         const aws::CallContext& context) {
   // The token must not reach the logs, whatever path it takes (an error message, a dump).
@@ -113,11 +137,13 @@ Json Tasker::run_action(const Json& event, const ActionRequest& request,
       start.batch = request.batch;  // sqlStatements, even with one statement: one transaction
       start.parameters = request.parameters;
       start.singleton = request.kind == ActionKind::kExecuteSingletonStatement;
+      start.idempotency_key = request.idempotency_key;
       if (!request.task_token.empty()) {
         start.waiter.kind = WaiterKind::kStepFunctions;
         start.waiter.task_token = request.task_token;
       }
       StartResult started = launcher_.start(start, context);
+      if (started.finished) answer_finished(*started.finished, start.waiter, context);
       Json response = std::move(started.response);
       response["StatementName"] = started.key.statement_name();
       return response;

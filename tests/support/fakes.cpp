@@ -294,6 +294,39 @@ std::optional<tasker::FailedUpdate> MemoryStateTable::failed_update(const std::s
   return it->second;
 }
 
+bool MemoryStateTable::rebind_waiter(const StatementKey& key, const tasker::Waiter& waiter,
+                                     const aws::CallContext&) {
+  enter("rebind_waiter", true);
+  std::lock_guard lock(mutex_);
+  auto it = records_.find({key.id, key.invocation_id});
+  if (it == records_.end() || it->second.state != RecordState::kWaiting) return false;
+  it->second.waiter = waiter;
+  return true;
+}
+
+std::optional<tasker::IdempotencyMarker> MemoryStateTable::get_idempotency(
+    const std::string& scope, const std::string& key, const aws::CallContext&) {
+  enter("get_idempotency", false);
+  std::lock_guard lock(mutex_);
+  auto it = markers_.find(tasker::IdempotencyMarker{scope, key, {}, "", 0}.id());
+  if (it == markers_.end()) return std::nullopt;
+  return it->second;
+}
+
+bool MemoryStateTable::put_idempotency(const tasker::IdempotencyMarker& marker,
+                                       const std::optional<StatementKey>& replacing,
+                                       const aws::CallContext&) {
+  enter("put_idempotency", true);
+  std::lock_guard lock(mutex_);
+  auto it = markers_.find(marker.id());
+  if (replacing ? (it == markers_.end() || it->second.record != *replacing)
+                : it != markers_.end()) {
+    return false;
+  }
+  markers_[marker.id()] = marker;
+  return true;
+}
+
 void MemoryStateTable::forget_failed_update(const std::string& physical_id,
                                             const aws::CallContext&) {
   enter("forget_failed_update", true);

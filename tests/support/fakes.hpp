@@ -81,6 +81,13 @@ class MemoryStateTable : public tasker::StateTable {
   tasker::WaitingPage waiting_before(std::int64_t cutoff_ms, std::size_t limit,
                                      const std::string& cursor,
                                      const aws::CallContext& context) override;
+  bool rebind_waiter(const tasker::StatementKey& key, const tasker::Waiter& waiter,
+                     const aws::CallContext& context) override;
+  std::optional<tasker::IdempotencyMarker> get_idempotency(
+      const std::string& scope, const std::string& key, const aws::CallContext& context) override;
+  bool put_idempotency(const tasker::IdempotencyMarker& marker,
+                       const std::optional<tasker::StatementKey>& replacing,
+                       const aws::CallContext& context) override;
   void record_failed_update(const tasker::FailedUpdate& update,
                             const aws::CallContext& context) override;
   std::optional<tasker::FailedUpdate> failed_update(const std::string& physical_id,
@@ -115,6 +122,7 @@ class MemoryStateTable : public tasker::StateTable {
   std::map<std::pair<std::string, std::string>, tasker::StatementRecord> records_;
   std::map<std::string, tasker::SingletonLock> locks_;
   std::map<std::string, tasker::FailedUpdate> failed_updates_;  // by physical id
+  std::map<std::string, tasker::IdempotencyMarker> markers_;    // by IdempotencyMarker::id()
   std::atomic<std::size_t> writes_{0};
 };
 

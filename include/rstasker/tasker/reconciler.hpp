@@ -35,6 +35,10 @@ class Reconciler {
   // The completion event a statement would have produced, from its DescribeStatement response.
   static Json synthesize_event(const Json& described, const std::string& statement_name,
                                const std::string& region);
+  // How a statement ended, from its DescribeStatement response (status, error, rows, and the
+  // synthesized event); the status is kUnknown or not terminal while it runs.
+  static Outcome outcome_of(const Json& described, const std::string& statement_name,
+                            const std::string& region);
 
  private:
   enum class Examined {
