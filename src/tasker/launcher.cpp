@@ -7,7 +7,9 @@
 
 #include "rstasker/aws/sigv4.hpp"
 #include "rstasker/common/error.hpp"
+#include "rstasker/common/json.hpp"
 #include "rstasker/common/text.hpp"
+#include "tasker/running_statements.hpp"
 
 namespace rstasker::tasker {
 
@@ -52,11 +54,19 @@ Launcher::Launcher(const Config& config, std::shared_ptr<services::RedshiftData>
     : config_(config), redshift_(std::move(redshift)), state_(std::move(state)) {}
 
 std::string Launcher::lock_key(const services::RedshiftTarget& target,
-                               const std::vector<std::string>& sqls) {
-  std::string material =
-      target.cluster_identifier + '\n' + target.workgroup_name + '\n' + target.database;
-  for (const auto& sql : sqls) material += '\n' + sql;
-  return "lock#" + aws::sha256_hex(material);
+                               const std::vector<std::string>& sqls,
+                               const std::vector<services::SqlParameter>& parameters) {
+  // Canonical JSON (no separator inside a SQL text can make two requests collide); parameters
+  // sorted, as their order does not change the statement.
+  std::vector<std::pair<std::string, std::string>> named;
+  for (const auto& p : parameters) named.emplace_back(p.name, p.value);
+  std::sort(named.begin(), named.end());
+  Json material = {{"cluster", target.cluster_identifier},
+                   {"workgroup", target.workgroup_name},
+                   {"database", target.database},
+                   {"sqls", sqls},
+                   {"parameters", named}};
+  return "lock#" + aws::sha256_hex(dump_json(material));
 }
 
 void Launcher::release_quietly(const std::string& lock_key, const std::string& holder,
@@ -81,6 +91,21 @@ void Launcher::undo_start(const StatementRecord& record, bool keep_record, const
     spdlog::error("could not record the failed start of {}: {}", name, e.what());
   }
   if (!record.lock_key.empty()) release_quietly(record.lock_key, name, cleanup);
+}
+
+void Launcher::refuse_if_running_elsewhere(const StartRequest& request, const std::string& key,
+                                           const std::string& holder,
+                                           const aws::CallContext& context) {
+  std::optional<std::string> twin;
+  try {
+    twin = find_running_twin(*redshift_, request.target, request.sqls, request.parameters, context);
+  } catch (const Error&) {
+    release_quietly(key, holder, context.for_cleanup());
+    throw;
+  }
+  if (!twin) return;
+  release_quietly(key, holder, context.for_cleanup());
+  throw concurrent_execution("statement " + *twin + " runs it (started outside this lock)");
 }
 
 void Launcher::acquire_singleton(const std::string& key, const std::string& holder,
@@ -174,7 +199,9 @@ StartResult Launcher::start(const StartRequest& request, const aws::CallContext&
   record.key.id = request.caller_id.empty() ? "adhoc:" + random_uuid() : request.caller_id;
   record.waiter = request.waiter;
   record.created_at_ms = now;
-  if (request.singleton) record.lock_key = lock_key(request.target, request.sqls);
+  if (request.singleton) {
+    record.lock_key = lock_key(request.target, request.sqls, request.parameters);
+  }
   record.expires_at_s = record_expiry_s(record, config_.ttl_days);
 
   // A record is kept when someone may ask about the statement later: a waiter, a lock, or an
@@ -184,7 +211,10 @@ StartResult Launcher::start(const StartRequest& request, const aws::CallContext&
   for (int attempt = 0; attempt < kInsertAttempts && !inserted; ++attempt) {
     record.key.invocation_id = StatementKey::new_invocation_id();
     // The lock comes first, so a refused singleton writes nothing but the lock check.
-    if (request.singleton) acquire_singleton(record.lock_key, record.key.statement_name(), context);
+    if (request.singleton) {
+      acquire_singleton(record.lock_key, record.key.statement_name(), context);
+      refuse_if_running_elsewhere(request, record.lock_key, record.key.statement_name(), context);
+    }
     try {
       inserted = state_->insert(record, context);
     } catch (const Error&) {

@@ -320,6 +320,7 @@ TEST_F(StateTableTest, TwentyConcurrentSingletonCallersStartExactlyOne) {
   EXPECT_NE(second["Id"], winner);
 
   // The completion of the second releases the lock: a third starts without any take-over.
+  redshift->set_status(second["Id"], "FINISHED");
   Json body = {{"source", "aws.redshift-data"},
                {"detail-type", "Redshift Data Statement Status Change"},
                {"detail",

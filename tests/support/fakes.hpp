@@ -51,6 +51,7 @@ class FakeRedshiftData : public services::RedshiftData {
     std::string name;
     std::string status = "STARTED";
     std::string error;
+    services::ExecuteRequest request;  // what started it (SQL, parameters, target)
   };
   mutable std::mutex mutex_;
   std::map<std::string, Statement> statements_;     // by id
