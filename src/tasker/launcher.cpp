@@ -56,16 +56,12 @@ Launcher::Launcher(const Config& config, std::shared_ptr<services::RedshiftData>
 std::string Launcher::lock_key(const services::RedshiftTarget& target,
                                const std::vector<std::string>& sqls,
                                const std::vector<services::SqlParameter>& parameters) {
-  // Canonical JSON (no separator inside a SQL text can make two requests collide); parameters
-  // sorted, as their order does not change the statement.
-  std::vector<std::pair<std::string, std::string>> named;
-  for (const auto& p : parameters) named.emplace_back(p.name, p.value);
-  std::sort(named.begin(), named.end());
+  // Canonical JSON: no separator inside a SQL text can make two requests collide.
   Json material = {{"cluster", target.cluster_identifier},
                    {"workgroup", target.workgroup_name},
                    {"database", target.database},
                    {"sqls", sqls},
-                   {"parameters", named}};
+                   {"parameters", canonical_parameters(parameters)}};
   return "lock#" + aws::sha256_hex(dump_json(material));
 }
 

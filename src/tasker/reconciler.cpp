@@ -154,9 +154,14 @@ Reconciler::Examined Reconciler::answer_never_started(const StatementRecord& rec
       "reconcile); no SQL ran";
   spdlog::warn("statement {} never started; answering CloudFormation FAILED",
                outcome.statement_name);
-  switch (completions_.complete(record.key, std::move(outcome), context)) {
+  return after_completion(completions_.complete(record.key, std::move(outcome), context),
+                          Examined::kNeverStarted);
+}
+
+Reconciler::Examined Reconciler::after_completion(Disposition disposition, Examined completed) {
+  switch (disposition) {
     case Disposition::kCompleted:
-      return Examined::kNeverStarted;
+      return completed;
     case Disposition::kRetry:
       return Examined::kRetryLater;
     case Disposition::kNotOurs:
@@ -208,10 +213,8 @@ Reconciler::Examined Reconciler::examine(const StatementRecord& record, std::int
           "the outcome is unknown: the Redshift Data API no longer knows statement " + id +
           " (it keeps statements for 24 hours, and its completion event never arrived); check "
           "the database before running the SQL again";
-      Disposition disposition = completions_.complete(record.key, std::move(outcome), context);
-      if (disposition == Disposition::kRetry) return Examined::kRetryLater;
-      return disposition == Disposition::kCompleted ? Examined::kOutcomeUnknown
-                                                    : Examined::kAlreadyDone;
+      return after_completion(completions_.complete(record.key, std::move(outcome), context),
+                              Examined::kOutcomeUnknown);
     }
 
     outcome.status = services::parse_statement_status(string_member(described, "Status"));
@@ -221,16 +224,8 @@ Reconciler::Examined Reconciler::examine(const StatementRecord& record, std::int
     outcome.event = synthesize_event(described, name, options_.region);
     spdlog::info("reconcile: statement {} is {} but was never completed", name,
                  services::to_string(outcome.status));
-    switch (completions_.complete(record.key, std::move(outcome), context)) {
-      case Disposition::kCompleted:
-        return Examined::kCompleted;
-      case Disposition::kRetry:
-        return Examined::kRetryLater;
-      case Disposition::kNotOurs:
-      case Disposition::kAlreadyDone:
-        return Examined::kAlreadyDone;
-    }
-    return Examined::kRetryLater;
+    return after_completion(completions_.complete(record.key, std::move(outcome), context),
+                            Examined::kCompleted);
   } catch (const std::exception& e) {
     // One statement's trouble (a service error, an answer of an unexpected shape) must not
     // stop the run for the others.

@@ -18,13 +18,6 @@ constexpr int kMaxPages = 10;
 
 using NameValues = std::vector<std::pair<std::string, std::string>>;
 
-NameValues sorted(const std::vector<services::SqlParameter>& parameters) {
-  NameValues out;
-  for (const auto& p : parameters) out.emplace_back(p.name, p.value);
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
 // The QueryParameters of a ListStatements entry; entries of an unexpected shape read as absent.
 NameValues parameters_of(const Json& entry) {
   NameValues out;
@@ -46,12 +39,19 @@ std::vector<std::string> sqls_of(const Json& entry) {
 
 }  // namespace
 
+NameValues canonical_parameters(const std::vector<services::SqlParameter>& parameters) {
+  NameValues out;
+  for (const auto& p : parameters) out.emplace_back(p.name, p.value);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 std::optional<std::string> find_running_twin(services::RedshiftData& redshift,
                                              const services::RedshiftTarget& target,
                                              const std::vector<std::string>& sqls,
                                              const std::vector<services::SqlParameter>& parameters,
                                              const aws::CallContext& context) {
-  const NameValues wanted = sorted(parameters);
+  const NameValues wanted = canonical_parameters(parameters);
   for (const char* status : kRunningStatuses) {
     services::ListStatementsRequest list;
     list.status = status;

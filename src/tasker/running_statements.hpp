@@ -4,12 +4,18 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "rstasker/aws/json_client.hpp"
 #include "rstasker/services/redshift_data.hpp"
 
 namespace rstasker::tasker {
+
+// Named parameters as (name, value) pairs sorted by name: their order does not change a
+// statement, so this is how two requests' parameters are compared.
+std::vector<std::pair<std::string, std::string>> canonical_parameters(
+    const std::vector<services::SqlParameter>& parameters);
 
 // The id of a statement that runs (SUBMITTED, PICKED or STARTED) on `target` with exactly `sqls`
 // (in order; one statement or a batch) and exactly `parameters` (in any order), among the
