@@ -23,10 +23,6 @@ constexpr std::int64_t kLockLifetimeMs = 25LL * 3600 * 1000;
 constexpr std::int64_t kAbandonedStartMs = 15LL * 60 * 1000;
 constexpr int kInsertAttempts = 5;
 constexpr int kLockAttempts = 4;
-// A statement runs up to 24 hours and its completion event may be redelivered after that: a
-// record someone waits for is kept at least this long, whatever TtlDays says.
-constexpr std::int64_t kMinWaitingRecordSeconds = 2LL * 86400;
-
 // When the state table may forget `record` (its TTL): TtlDays after its creation, and never
 // before its waiter can have been answered.
 std::int64_t record_expiry_s(const StatementRecord& record, int ttl_days) {

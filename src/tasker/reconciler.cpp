@@ -96,7 +96,9 @@ Json Reconciler::run(std::chrono::seconds older_than, const aws::CallContext& co
         break;
       }
       ++examined;
-      switch (examine(record, now, context)) {
+      const Examined result = examine(record, now, context);
+      keep_alive(record, result, context);
+      switch (result) {
         case Examined::kCompleted:
           ++completed;
           break;
@@ -156,6 +158,21 @@ Reconciler::Examined Reconciler::answer_never_started(const StatementRecord& rec
                outcome.statement_name);
   return after_completion(completions_.complete(record.key, std::move(outcome), context),
                           Examined::kNeverStarted);
+}
+
+void Reconciler::keep_alive(const StatementRecord& record, Examined examined,
+                            const aws::CallContext& context) {
+  if (examined != Examined::kRunning && examined != Examined::kRetryLater) return;
+  const std::int64_t now_s = now_epoch_seconds();
+  if (record.expires_at_s - now_s >= kMinWaitingRecordSeconds / 2) return;
+  try {
+    if (state_->keep_until(record.key, now_s + kMinWaitingRecordSeconds, context)) {
+      spdlog::info("reconcile: {} still waits; kept for {} more seconds",
+                   record.key.statement_name(), kMinWaitingRecordSeconds);
+    }
+  } catch (const std::exception& e) {
+    spdlog::warn("reconcile: could not keep {} alive: {}", record.key.statement_name(), e.what());
+  }
 }
 
 Reconciler::Examined Reconciler::after_completion(Disposition disposition, Examined completed) {

@@ -186,6 +186,20 @@ void MemoryStateTable::mark_start_failed(const StatementKey& key, const std::str
   it->second.outcome = reason;
 }
 
+bool MemoryStateTable::keep_until(const StatementKey& key, std::int64_t expires_at_s,
+                                  const aws::CallContext&) {
+  enter("keep_until", true);
+  std::lock_guard lock(mutex_);
+  auto it = records_.find({key.id, key.invocation_id});
+  if (it == records_.end() ||
+      (it->second.state != RecordState::kWaiting && it->second.state != RecordState::kClaimed) ||
+      it->second.expires_at_s >= expires_at_s) {
+    return false;
+  }
+  it->second.expires_at_s = expires_at_s;
+  return true;
+}
+
 void MemoryStateTable::replace(const StatementRecord& record) {
   std::lock_guard lock(mutex_);
   records_[{record.key.id, record.key.invocation_id}] = record;

@@ -99,6 +99,8 @@ class MemoryStateTable : public tasker::StateTable {
                           const aws::CallContext& context) override;
   void release_lock(const std::string& key, const std::string& holder,
                     const aws::CallContext& context) override;
+  bool keep_until(const tasker::StatementKey& key, std::int64_t expires_at_s,
+                  const aws::CallContext& context) override;
 
   // Stores `record` as it is, replacing any with its key (a test setting up an old record).
   void replace(const tasker::StatementRecord& record);
