@@ -8,8 +8,10 @@
 
 #include "rstasker/aws/sigv4.hpp"
 #include "rstasker/common/error.hpp"
+#include "rstasker/common/json.hpp"
 #include "rstasker/common/text.hpp"
 #include "rstasker/tasker/metrics.hpp"
+#include "tasker/running_statements.hpp"
 
 namespace rstasker::tasker {
 
@@ -23,10 +25,6 @@ constexpr std::int64_t kLockLifetimeMs = 25LL * 3600 * 1000;
 constexpr std::int64_t kAbandonedStartMs = 15LL * 60 * 1000;
 constexpr int kInsertAttempts = 5;
 constexpr int kLockAttempts = 4;
-// A statement runs up to 24 hours and its completion event may be redelivered after that: a
-// record someone waits for is kept at least this long, whatever TtlDays says.
-constexpr std::int64_t kMinWaitingRecordSeconds = 2LL * 86400;
-
 // When the state table may forget `record` (its TTL): TtlDays after its creation, and never
 // before its waiter can have been answered.
 std::int64_t record_expiry_s(const StatementRecord& record, int ttl_days) {
@@ -58,11 +56,15 @@ Launcher::Launcher(const Config& config, std::shared_ptr<services::RedshiftData>
     : config_(config), redshift_(std::move(redshift)), state_(std::move(state)) {}
 
 std::string Launcher::lock_key(const services::RedshiftTarget& target,
-                               const std::vector<std::string>& sqls) {
-  std::string material =
-      target.cluster_identifier + '\n' + target.workgroup_name + '\n' + target.database;
-  for (const auto& sql : sqls) material += '\n' + sql;
-  return "lock#" + aws::sha256_hex(material);
+                               const std::vector<std::string>& sqls,
+                               const std::vector<services::SqlParameter>& parameters) {
+  // Canonical JSON: no separator inside a SQL text can make two requests collide.
+  Json material = {{"cluster", target.cluster_identifier},
+                   {"workgroup", target.workgroup_name},
+                   {"database", target.database},
+                   {"sqls", sqls},
+                   {"parameters", canonical_parameters(parameters)}};
+  return "lock#" + aws::sha256_hex(dump_json(material));
 }
 
 void Launcher::release_quietly(const std::string& lock_key, const std::string& holder,
@@ -87,6 +89,21 @@ void Launcher::undo_start(const StatementRecord& record, bool keep_record, const
     spdlog::error("could not record the failed start of {}: {}", name, e.what());
   }
   if (!record.lock_key.empty()) release_quietly(record.lock_key, name, cleanup);
+}
+
+void Launcher::refuse_if_running_elsewhere(const StartRequest& request, const std::string& key,
+                                           const std::string& holder,
+                                           const aws::CallContext& context) {
+  std::optional<std::string> twin;
+  try {
+    twin = find_running_twin(*redshift_, request.target, request.sqls, request.parameters, context);
+  } catch (const Error&) {
+    release_quietly(key, holder, context.for_cleanup());
+    throw;
+  }
+  if (!twin) return;
+  release_quietly(key, holder, context.for_cleanup());
+  throw concurrent_execution("statement " + *twin + " runs it (started outside this lock)");
 }
 
 void Launcher::acquire_singleton(const std::string& key, const std::string& holder,
@@ -192,7 +209,9 @@ StatementRecord Launcher::new_record(const StartRequest& request) const {
   record.key.invocation_id = StatementKey::new_invocation_id();
   record.waiter = request.waiter;
   record.created_at_ms = now;
-  if (request.singleton) record.lock_key = lock_key(request.target, request.sqls);
+  if (request.singleton) {
+    record.lock_key = lock_key(request.target, request.sqls, request.parameters);
+  }
   record.expires_at_s = record_expiry_s(record, config_.ttl_days);
   return record;
 }
@@ -228,7 +247,10 @@ StartResult Launcher::start(const StartRequest& request, const aws::CallContext&
   for (int attempt = 0; attempt < kInsertAttempts && !inserted; ++attempt) {
     if (attempt > 0) record.key.invocation_id = StatementKey::new_invocation_id();
     // The lock comes first, so a refused singleton writes nothing but the lock check.
-    if (request.singleton) acquire_singleton(record.lock_key, record.key.statement_name(), context);
+    if (request.singleton) {
+      acquire_singleton(record.lock_key, record.key.statement_name(), context);
+      refuse_if_running_elsewhere(request, record.lock_key, record.key.statement_name(), context);
+    }
     try {
       inserted = state_->insert(record, context);
     } catch (const Error&) {

@@ -109,7 +109,9 @@ Json Reconciler::run(std::chrono::seconds older_than, const aws::CallContext& co
         break;
       }
       ++examined;
-      switch (examine(record, now, context)) {
+      const Examined result = examine(record, now, context);
+      keep_alive(record, result, context);
+      switch (result) {
         case Examined::kCompleted:
           ++completed;
           break;
@@ -169,9 +171,29 @@ Reconciler::Examined Reconciler::answer_never_started(const StatementRecord& rec
       "reconcile); no SQL ran";
   spdlog::warn("statement {} never started; answering CloudFormation FAILED",
                outcome.statement_name);
-  switch (completions_.complete(record.key, std::move(outcome), context)) {
+  return after_completion(completions_.complete(record.key, std::move(outcome), context),
+                          Examined::kNeverStarted);
+}
+
+void Reconciler::keep_alive(const StatementRecord& record, Examined examined,
+                            const aws::CallContext& context) {
+  if (examined != Examined::kRunning && examined != Examined::kRetryLater) return;
+  const std::int64_t now_s = now_epoch_seconds();
+  if (record.expires_at_s - now_s >= kMinWaitingRecordSeconds / 2) return;
+  try {
+    if (state_->keep_until(record.key, now_s + kMinWaitingRecordSeconds, context)) {
+      spdlog::info("reconcile: {} still waits; kept for {} more seconds",
+                   record.key.statement_name(), kMinWaitingRecordSeconds);
+    }
+  } catch (const std::exception& e) {
+    spdlog::warn("reconcile: could not keep {} alive: {}", record.key.statement_name(), e.what());
+  }
+}
+
+Reconciler::Examined Reconciler::after_completion(Disposition disposition, Examined completed) {
+  switch (disposition) {
     case Disposition::kCompleted:
-      return Examined::kNeverStarted;
+      return completed;
     case Disposition::kRetry:
       return Examined::kRetryLater;
     case Disposition::kNotOurs:
@@ -223,10 +245,8 @@ Reconciler::Examined Reconciler::examine(const StatementRecord& record, std::int
           "the outcome is unknown: the Redshift Data API no longer knows statement " + id +
           " (it keeps statements for 24 hours, and its completion event never arrived); check "
           "the database before running the SQL again";
-      Disposition disposition = completions_.complete(record.key, std::move(outcome), context);
-      if (disposition == Disposition::kRetry) return Examined::kRetryLater;
-      return disposition == Disposition::kCompleted ? Examined::kOutcomeUnknown
-                                                    : Examined::kAlreadyDone;
+      return after_completion(completions_.complete(record.key, std::move(outcome), context),
+                              Examined::kOutcomeUnknown);
     }
 
     outcome = outcome_of(described, name, options_.region);
@@ -234,16 +254,8 @@ Reconciler::Examined Reconciler::examine(const StatementRecord& record, std::int
     if (!services::is_terminal(outcome.status)) return Examined::kRunning;
     spdlog::info("reconcile: statement {} is {} but was never completed", name,
                  services::to_string(outcome.status));
-    switch (completions_.complete(record.key, std::move(outcome), context)) {
-      case Disposition::kCompleted:
-        return Examined::kCompleted;
-      case Disposition::kRetry:
-        return Examined::kRetryLater;
-      case Disposition::kNotOurs:
-      case Disposition::kAlreadyDone:
-        return Examined::kAlreadyDone;
-    }
-    return Examined::kRetryLater;
+    return after_completion(completions_.complete(record.key, std::move(outcome), context),
+                            Examined::kCompleted);
   } catch (const std::exception& e) {
     // One statement's trouble (a service error, an answer of an unexpected shape) must not
     // stop the run for the others.

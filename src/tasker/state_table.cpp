@@ -427,6 +427,28 @@ class DynamoStateTable final : public StateTable {
     db_->delete_item({{"TableName", table_}, {"Key", failed_update_key_of(physical_id)}}, context);
   }
 
+  bool keep_until(const StatementKey& key, std::int64_t expires_at_s,
+                  const aws::CallContext& context) override {
+    try {
+      db_->update_item(
+          {{"TableName", table_},
+           {"Key", key_of(key)},
+           {"UpdateExpression", "SET #ttl = :ttl"},
+           {"ConditionExpression",
+            "attribute_exists(id) AND (#state = :waiting OR #state = :claimed) AND #ttl < :ttl"},
+           {"ExpressionAttributeNames", names_for({"#ttl", "#state"})},
+           {"ExpressionAttributeValues",
+            {{":ttl", attr_n(expires_at_s)},
+             {":waiting", attr_s("WAITING")},
+             {":claimed", attr_s("CLAIMED")}}}},
+          context);
+      return true;
+    } catch (const Error& e) {
+      if (services::is_condition_failure(e)) return false;
+      throw;
+    }
+  }
+
   bool acquire_lock(const SingletonLock& lock, std::int64_t now_ms,
                     const aws::CallContext& context) override {
     return write_once("PutItem",

@@ -231,6 +231,21 @@ TEST_F(StateTableTest, AnExpiredClaimIsTakenOverAndSaysSo) {
   EXPECT_TRUE(table->finish(r.key, "alive", "FINISHED", ctx_));
 }
 
+TEST_F(StateTableTest, KeepUntilOnlyLengthensTheLifeOfRecordsStillWaiting) {
+  StatementRecord r = waiting_record("exec-keep", now_epoch_ms());
+  ASSERT_TRUE(table->insert(r, ctx_));
+  const std::int64_t later = r.expires_at_s + 86400;
+  EXPECT_TRUE(table->keep_until(r.key, later, ctx_));
+  EXPECT_EQ(table->get(r.key, ctx_)->expires_at_s, later);
+  EXPECT_FALSE(table->keep_until(r.key, later - 10, ctx_)) << "never shortened";
+  EXPECT_EQ(table->get(r.key, ctx_)->expires_at_s, later);
+  ASSERT_EQ(table->claim(r.key, "o", now_epoch_ms() + 60000, ctx_).result, ClaimResult::kClaimed);
+  EXPECT_TRUE(table->keep_until(r.key, later + 1, ctx_)) << "a claimed record still waits";
+  ASSERT_TRUE(table->finish(r.key, "o", "FINISHED", ctx_));
+  EXPECT_FALSE(table->keep_until(r.key, later + 2, ctx_)) << "a done record is not kept";
+  EXPECT_FALSE(table->keep_until({"exec-none", "1.000000"}, later, ctx_));
+}
+
 TEST_F(StateTableTest, TheWaitingIndexHoldsOnlyTrackedUnfinishedRecordsOldestFirst) {
   std::int64_t now = now_epoch_ms();
   StatementRecord old1 = waiting_record("exec-5", now - 50000);
@@ -504,6 +519,7 @@ TEST_F(StateTableTest, TwentyConcurrentSingletonCallersStartExactlyOne) {
   EXPECT_NE(second["Id"], winner);
 
   // The completion of the second releases the lock: a third starts without any take-over.
+  redshift->set_status(second["Id"], "FINISHED");
   const Json batch = finished_batch(second);
   EXPECT_TRUE(tasker->handle(batch, ctx_)["batchItemFailures"].empty());
   std::size_t describes_before = 0;

@@ -51,6 +51,7 @@ class FakeRedshiftData : public services::RedshiftData {
     std::string name;
     std::string status = "STARTED";
     std::string error;
+    services::ExecuteRequest request;  // what started it (SQL, parameters, target)
   };
   mutable std::mutex mutex_;
   std::map<std::string, Statement> statements_;     // by id
@@ -105,6 +106,8 @@ class MemoryStateTable : public tasker::StateTable {
                           const aws::CallContext& context) override;
   void release_lock(const std::string& key, const std::string& holder,
                     const aws::CallContext& context) override;
+  bool keep_until(const tasker::StatementKey& key, std::int64_t expires_at_s,
+                  const aws::CallContext& context) override;
 
   // Stores `record` as it is, replacing any with its key (a test setting up an old record).
   void replace(const tasker::StatementRecord& record);

@@ -22,7 +22,9 @@ struct StartRequest {
   bool batch = false;             // BatchExecuteStatement even for one statement
   std::vector<services::SqlParameter> parameters;
   Waiter waiter;
-  bool singleton = false;  // refuse (ConcurrentExecution) while the same SQL runs on the target
+  // Refuse (ConcurrentExecution) while a statement with the same SQL and parameters runs on the
+  // target, whoever started it.
+  bool singleton = false;
   // The caller id names one statement (e.g. a CloudFormation request): a repeated start, as a
   // retried invocation makes, resumes the earlier attempt instead of running the SQL twice.
   bool resume = false;
@@ -61,9 +63,10 @@ class Launcher {
   // when the work deadline has passed.
   StartResult start(const StartRequest& request, const aws::CallContext& context);
 
-  // The singleton lock key for this SQL on this target.
+  // The singleton lock key for this SQL with these parameters (in any order) on this target.
   static std::string lock_key(const services::RedshiftTarget& target,
-                              const std::vector<std::string>& sqls);
+                              const std::vector<std::string>& sqls,
+                              const std::vector<services::SqlParameter>& parameters);
 
  private:
   StartResult resume(const StatementRecord& earlier, const StartRequest& request,
@@ -92,6 +95,10 @@ class Launcher {
                          const aws::CallContext& context);
   void release_quietly(const std::string& lock_key, const std::string& holder,
                        const aws::CallContext& context);
+  // With the lock held: throws ConcurrentExecution (releasing the lock first) when a statement
+  // with the request's SQL and parameters runs on its target, started by anyone.
+  void refuse_if_running_elsewhere(const StartRequest& request, const std::string& lock_key,
+                                   const std::string& holder, const aws::CallContext& context);
 
   const Config& config_;
   std::shared_ptr<services::RedshiftData> redshift_;

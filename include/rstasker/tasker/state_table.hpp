@@ -51,6 +51,11 @@ struct Waiter {
   Json cloudformation;     // kCloudFormation: the response fields (see custom resources)
 };
 
+// A statement runs up to 24 hours and its completion event may be redelivered after that: a
+// record someone waits for is kept at least this long from its creation, whatever TtlDays says,
+// and reconcile keeps one that still waits this long from its visit.
+inline constexpr std::int64_t kMinWaitingRecordSeconds = 2LL * 86400;
+
 enum class RecordState { kWaiting, kClaimed, kDone, kStartFailed };
 std::string_view to_string(RecordState state);
 
@@ -205,6 +210,12 @@ class StateTable {
   // Deletes the lock if `holder` still holds it; otherwise does nothing.
   virtual void release_lock(const std::string& key, const std::string& holder,
                             const aws::CallContext& context) = 0;
+
+  // Moves the TTL of a record still waiting (WAITING or CLAIMED) to `expires_at_s` when that is
+  // later than its own. False when the record is answered (DONE, START_FAILED), gone, or already
+  // kept that long.
+  virtual bool keep_until(const StatementKey& key, std::int64_t expires_at_s,
+                          const aws::CallContext& context) = 0;
 };
 
 // Name of the sparse global secondary index of waiting records.
