@@ -459,7 +459,7 @@ TEST_F(StateTableTest, ASingletonFlowWhoseWritesAllLoseTheirFirstReplyRunsOnceAn
   ASSERT_EQ(redshift->executed().size(), 1u);
   EXPECT_EQ(lossy_->lost(), 3);
   auto lock = shared_table->get_lock(
-      Launcher::lock_key(over.config.target, {"call sp_lost_replies()"}), ctx_);
+      Launcher::lock_key(over.config.target, {"call sp_lost_replies()"}, {}), ctx_);
   ASSERT_TRUE(lock);
   EXPECT_EQ(lock->holder, started["StatementName"]);
   EXPECT_EQ(lock->statement_id, started["Id"]);
