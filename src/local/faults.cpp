@@ -519,8 +519,9 @@ void FaultInjector::delayed_loop() {
     }
     auto next = std::min_element(pending_.begin(), pending_.end(),
                                  [](const Pending& a, const Pending& b) { return a.due < b.due; });
-    if (next->due > Clock::now()) {
-      pending_cv_.wait_until(lock, next->due);
+    if (const auto due = next->due; due > Clock::now()) {
+      // A copy: pending_ may grow (and move its elements) while this waits.
+      pending_cv_.wait_until(lock, due);
       continue;
     }
     Pending due = std::move(*next);
