@@ -65,8 +65,9 @@ int invoke(const char* path) {
     // A malformed event is refused before the configuration is read: InvalidRequest says what to
     // fix in the event even where no configuration is set.
     rstasker::tasker::CheckedEvent event = rstasker::tasker::read_event(payload);
+    // Standard output carries the response: the metrics go with the log lines, to stderr.
     auto tasker = rstasker::tasker::make_tasker(rstasker::aws::process_env(),
-                                                rstasker::aws::make_curl_transport());
+                                                rstasker::aws::make_curl_transport(), stderr);
     auto context =
         rstasker::aws::CallContext::for_invocation(rstasker::Deadline::after(kInvokeTimeout));
     std::cout << rstasker::dump_json(tasker->handle(event, context)) << '\n';

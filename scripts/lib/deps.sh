@@ -29,6 +29,18 @@ rstasker_install_debian_packages() {
   fi
 }
 
+# Node.js and npm for the CDK package (cfn/cdk). Debian's nodejs has no npm (its own package);
+# a Node.js from elsewhere (NodeSource) brings npm along, and Debian's npm would conflict with it.
+rstasker_install_node() {
+  if command -v node >/dev/null && command -v npm >/dev/null; then
+    return 0
+  fi
+  echo "==> installing nodejs and npm"
+  rstasker_as_root apt-get update
+  rstasker_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+    nodejs npm
+}
+
 rstasker_install_moto() {
   if python3 -c "import moto.server, boto3" 2>/dev/null && command -v cfn-lint >/dev/null; then
     return 0
@@ -43,5 +55,6 @@ rstasker_install_moto() {
 
 rstasker_install_all() {
   rstasker_install_debian_packages
+  rstasker_install_node
   rstasker_install_moto || true
 }

@@ -162,14 +162,60 @@ const Json& properties_of(const Json& raw, std::string_view key) {
   return it != raw.end() && it->is_object() ? *it : kEmpty;
 }
 
-// One SQL property of Custom::RedshiftSql: a string or a list of strings (one transaction).
-std::vector<std::string> sql_property(const Json& properties, const std::string& key) {
-  for (const auto& [name, value] : properties.items()) {
-    if (name != key && iequals(name, key)) {
-      throw invalid_request("property '" + name + "' is not recognised; did you mean '" + key +
-                            "'?");
+void check_data_api_limits(const std::vector<std::string>& sqls) {
+  if (sqls.size() > services::kMaxBatchStatements) {
+    throw invalid_request("the change needs " + std::to_string(sqls.size()) +
+                          " SQL statements; one transaction holds at most " +
+                          std::to_string(services::kMaxBatchStatements) +
+                          ": split it into several updates");
+  }
+  for (const auto& sql : sqls) {
+    if (sql.size() > services::kMaxSqlLength) {
+      throw invalid_request("a SQL statement is " + std::to_string(sql.size()) +
+                            " characters; the Data API accepts at most " +
+                            std::to_string(services::kMaxSqlLength));
     }
   }
+}
+
+// The properties of Custom::RedshiftSql, and those CloudFormation adds to every custom resource.
+constexpr std::string_view kSqlProperties[] = {"CreateSql", "UpdateSql", "DeleteSql"};
+constexpr std::string_view kCloudFormationProperties[] = {"ServiceToken", "ServiceTimeout"};
+
+// A property name as a person may have meant it: case, '_' and '-' ignored.
+std::string loose_name(std::string_view name) {
+  std::string out;
+  for (char c : name) {
+    if (c != '_' && c != '-') out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return out;
+}
+
+// Refuses any property Custom::RedshiftSql does not know, whatever the request type: a misspelt
+// DeleteSql accepted by the Create would make the Delete run nothing.
+void check_sql_property_names(const Json& properties) {
+  for (const auto& [name, value] : properties.items()) {
+    auto is = [&](std::string_view known) { return known == name; };
+    if (std::any_of(std::begin(kSqlProperties), std::end(kSqlProperties), is) ||
+        std::any_of(std::begin(kCloudFormationProperties), std::end(kCloudFormationProperties),
+                    is)) {
+      continue;
+    }
+    auto near =
+        std::find_if(std::begin(kSqlProperties), std::end(kSqlProperties),
+                     [&](std::string_view known) { return loose_name(known) == loose_name(name); });
+    std::string shown = truncate_utf8_chars(name, 100, kTruncatedMarker);
+    if (near != std::end(kSqlProperties)) {
+      throw invalid_request("property '" + shown + "' is not recognised; did you mean '" +
+                            std::string(*near) + "'?");
+    }
+    throw invalid_request("property '" + shown +
+                          "' is not recognised (supported: CreateSql, UpdateSql, DeleteSql)");
+  }
+}
+
+// One SQL property of Custom::RedshiftSql: a string or a list of strings (one transaction).
+std::vector<std::string> sql_property(const Json& properties, std::string_view key) {
   auto it = properties.find(key);
   if (it == properties.end() || it->is_null()) return {};
   if (it->is_string()) {
@@ -178,24 +224,41 @@ std::vector<std::string> sql_property(const Json& properties, const std::string&
     return {sql};
   }
   if (!it->is_array()) {
-    throw invalid_request(key + " must be SQL text or a list of SQL statements, not " +
+    throw invalid_request(std::string(key) + " must be SQL text or a list of SQL statements, not " +
                           std::string(json_type_name(*it)));
   }
   std::vector<std::string> sqls;
   for (std::size_t i = 0; i < it->size(); ++i) {
     const Json& entry = (*it)[i];
     if (!entry.is_string() || is_blank(entry.get_ref<const std::string&>())) {
-      throw invalid_request(key + "[" + std::to_string(i) + "] must be a non-empty SQL string");
+      throw invalid_request(std::string(key) + "[" + std::to_string(i) +
+                            "] must be a non-empty SQL string");
     }
     sqls.push_back(entry.get<std::string>());
   }
   return sqls;
 }
 
+// Every request checks all three SQL properties, not only its own, so a Create never accepts
+// what its Update or Delete could not use. A Delete refused this way belongs to a resource an
+// earlier version created: it fails, saying how to get out, rather than dropping nothing.
 Plan plan_sql_resource(const Request& request) {
+  const Json& properties = properties_of(request.raw, "ResourceProperties");
   const std::string key = request.request_type + "Sql";
   Plan plan;
-  plan.sqls = sql_property(properties_of(request.raw, "ResourceProperties"), key);
+  try {
+    check_sql_property_names(properties);
+    for (std::string_view property : kSqlProperties) {
+      std::vector<std::string> sqls = sql_property(properties, property);
+      if (!sqls.empty()) check_data_api_limits(sqls);
+      if (property == key) plan.sqls = std::move(sqls);
+    }
+  } catch (const Error& e) {
+    if (request.request_type != "Delete") throw;
+    throw invalid_request(e.message() +
+                          "; the Delete cannot run its DeleteSql: correct the properties with a "
+                          "stack update, or delete the stack retaining this resource");
+  }
   if (plan.sqls.empty()) plan.reason = key + " is empty: nothing to run";
   return plan;
 }
@@ -259,22 +322,6 @@ Plan plan_for(const Request& request) {
   throw invalid_request("ResourceType '" +
                         truncate_utf8_chars(request.resource_type, 100, kTruncatedMarker) +
                         "' is not supported: " + std::string(kSupportedTypes));
-}
-
-void check_data_api_limits(const std::vector<std::string>& sqls) {
-  if (sqls.size() > services::kMaxBatchStatements) {
-    throw invalid_request("the change needs " + std::to_string(sqls.size()) +
-                          " SQL statements; one transaction holds at most " +
-                          std::to_string(services::kMaxBatchStatements) +
-                          ": split it into several updates");
-  }
-  for (const auto& sql : sqls) {
-    if (sql.size() > services::kMaxSqlLength) {
-      throw invalid_request("a SQL statement is " + std::to_string(sql.size()) +
-                            " characters; the Data API accepts at most " +
-                            std::to_string(services::kMaxSqlLength));
-    }
-  }
 }
 
 Json summary(std::string_view status, const std::string& physical_id) {

@@ -11,6 +11,7 @@
 #include "rstasker/common/error.hpp"
 #include "rstasker/common/json.hpp"
 #include "rstasker/common/text.hpp"
+#include "rstasker/tasker/metrics.hpp"
 
 namespace rstasker::tasker {
 
@@ -98,10 +99,12 @@ Disposition Completions::complete(const StatementKey& key, Outcome outcome,
   switch (claim.result) {
     case ClaimResult::kMissing:
       spdlog::info("statement {} has no record in the state table: not ours, acknowledged", name);
+      metrics::count(metric::kForeignEvents);
       return Disposition::kNotOurs;
     case ClaimResult::kAlreadyDone:
       spdlog::info("statement {} was already completed ({}): duplicate acknowledged", name,
                    to_string(claim.record.state));
+      metrics::count(metric::kDuplicateEvents);
       return Disposition::kAlreadyDone;
     case ClaimResult::kHeldByOther:
       spdlog::info("statement {} is being completed by another invocation; will retry", name);
@@ -134,6 +137,7 @@ Disposition Completions::complete(const StatementKey& key, Outcome outcome,
   } catch (const Error& e) {
     spdlog::warn("could not call back for statement {} ({}: {}); it will be retried", name,
                  e.name(), e.message());
+    metric::count_for(metric::kCallbackFailures, record.waiter.kind);
     release_after_failure(key, owner, context);
     return Disposition::kRetry;
   } catch (const std::exception& e) {
@@ -141,6 +145,7 @@ Disposition Completions::complete(const StatementKey& key, Outcome outcome,
     // or every redelivery would find it held until its lease runs out.
     spdlog::error("calling back for statement {} failed unexpectedly ({}); it will be retried",
                   name, e.what());
+    metric::count_for(metric::kCallbackFailures, record.waiter.kind);
     release_after_failure(key, owner, context);
     return Disposition::kRetry;
   }
@@ -174,6 +179,7 @@ Disposition Completions::complete(const StatementKey& key, Outcome outcome,
   }
   spdlog::info("statement {} ({}) {}: completed", name, outcome.statement_id,
                services::to_string(outcome.status));
+  metric::record_completion(record.waiter.kind, outcome, record.created_at_ms);
   return Disposition::kCompleted;
 }
 
@@ -188,6 +194,7 @@ Json Completions::handle_batch(const Json& sqs_event, const aws::CallContext& co
     if (!item.outcome) {
       spdlog::info("SQS message {} is not a Redshift Data API completion event: acknowledged",
                    item.message_id);
+      metrics::count(metric::kForeignEvents);
       item.result = Disposition::kNotOurs;
       continue;
     }
@@ -195,6 +202,7 @@ Json Completions::handle_batch(const Json& sqs_event, const aws::CallContext& co
     if (!item.key) {
       spdlog::info("statement {} was not started by redshift-tasker: acknowledged",
                    item.outcome->statement_name);
+      metrics::count(metric::kForeignEvents);
       item.result = Disposition::kNotOurs;
       continue;
     }
@@ -228,6 +236,9 @@ Json Completions::handle_batch(const Json& sqs_event, const aws::CallContext& co
           crashed = true;
           return;
         }
+      }
+      if (result != Disposition::kRetry && indices.size() > 1) {
+        metrics::count(metric::kDuplicateEvents, {}, static_cast<double>(indices.size() - 1));
       }
       for (std::size_t i : indices) {
         items[i].result = (i == indices.front() || result == Disposition::kRetry)

@@ -1,6 +1,7 @@
 // Configuration from environment variables, with every problem reported at once.
 #include "rstasker/tasker/config.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <vector>
 
@@ -78,6 +79,26 @@ Config config_from_env(const aws::EnvLookup& env) {
     } else {
       problems.push_back("RECONCILE_AFTER_SECONDS=" + *after +
                          " is not a whole number of seconds between 1 and 86400");
+    }
+  }
+
+  if (auto enabled = env("METRICS_ENABLED")) {
+    if (*enabled == "true" || *enabled == "false") {
+      config.metrics_enabled = *enabled == "true";
+    } else {
+      problems.push_back("METRICS_ENABLED=" + *enabled + " is not true or false");
+    }
+  }
+  if (auto name_space = env("METRICS_NAMESPACE")) {
+    bool printable = std::all_of(name_space->begin(), name_space->end(),
+                                 [](char c) { return c >= 0x20 && c < 0x7f; });
+    if (name_space->empty() || name_space->size() > 255 || !printable ||
+        name_space->starts_with("AWS/")) {
+      problems.push_back(
+          "METRICS_NAMESPACE must be 1 to 255 printable ASCII characters, not "
+          "starting with AWS/");
+    } else {
+      config.metrics_namespace = *name_space;
     }
   }
 

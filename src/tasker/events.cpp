@@ -21,7 +21,9 @@ constexpr std::size_t kInvocationIdLength = 17;  // "1793654066.123456"
 // The statement name is "<executionArn>:<invocationId>" and may not exceed the Data API limit.
 constexpr std::size_t kMaxExecutionArnLength =
     services::kMaxStatementNameLength - 1 - kInvocationIdLength;
-constexpr std::size_t kMaxTaskTokenLength = 1024;
+// Step Functions takes task tokens of 1 to 2,048 characters (SendTaskSuccess, SendTaskFailure,
+// SendTaskHeartbeat).
+constexpr std::size_t kMaxTaskTokenLength = 2048;
 constexpr std::size_t kMaxParameters = 100;
 
 struct ActionInfo {

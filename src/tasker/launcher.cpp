@@ -3,9 +3,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "rstasker/aws/sigv4.hpp"
 #include "rstasker/common/error.hpp"
 #include "rstasker/common/text.hpp"
+#include "rstasker/tasker/metrics.hpp"
 
 namespace rstasker::tasker {
 
@@ -19,6 +22,18 @@ constexpr std::int64_t kLockLifetimeMs = 25LL * 3600 * 1000;
 constexpr std::int64_t kAbandonedStartMs = 15LL * 60 * 1000;
 constexpr int kInsertAttempts = 5;
 constexpr int kLockAttempts = 4;
+// A statement runs up to 24 hours and its completion event may be redelivered after that: a
+// record someone waits for is kept at least this long, whatever TtlDays says.
+constexpr std::int64_t kMinWaitingRecordSeconds = 2LL * 86400;
+
+// When the state table may forget `record` (its TTL): TtlDays after its creation, and never
+// before its waiter can have been answered.
+std::int64_t record_expiry_s(const StatementRecord& record, int ttl_days) {
+  const std::int64_t created_s = record.created_at_ms / 1000;
+  std::int64_t ttl = static_cast<std::int64_t>(ttl_days) * 86400;
+  if (record.tracked()) ttl = std::max(ttl, kMinWaitingRecordSeconds);
+  return created_s + ttl;
+}
 
 // Whether a failed call may still have reached the Data API: no HTTP answer came (a timeout, a
 // broken connection) or a server error did. A 4xx answer is a refusal.
@@ -27,6 +42,7 @@ bool may_have_started(const Error& e) {
 }
 
 Error concurrent_execution(const std::string& detail) {
+  metrics::count(metric::kSingletonRefused);
   return Error(error_names::kConcurrentExecution,
                "the same SQL is already running on this target: " + detail);
 }
@@ -126,6 +142,14 @@ Json Launcher::execute(const StatementKey& key, const StartRequest& request, boo
 StartResult Launcher::resume(const StatementRecord& earlier, const StartRequest& request,
                              const aws::CallContext& context) {
   const std::string name = earlier.key.statement_name();
+  if (earlier.statement_id.empty() && earlier.state == RecordState::kClaimed) {
+    // A record claimed without a statement id is being answered: by reconcile, that the
+    // statement never started (then a statement started now would have its completion
+    // ignored), or by the completion of a start that could not record its id. The retry finds
+    // the record DONE and runs nothing.
+    throw Error(error_names::kConcurrentExecution, name + " is being answered already; try again",
+                0, /*retryable=*/true);
+  }
   if (earlier.state == RecordState::kDone) {
     spdlog::info("{} already ran as statement {}; not starting it again", request.caller_id, name);
     return StartResult{earlier.key, {{"Id", earlier.statement_id}}};
@@ -152,8 +176,8 @@ StartResult Launcher::start(const StartRequest& request, const aws::CallContext&
   record.key.id = request.caller_id.empty() ? "adhoc:" + random_uuid() : request.caller_id;
   record.waiter = request.waiter;
   record.created_at_ms = now;
-  record.expires_at_s = now / 1000 + static_cast<std::int64_t>(config_.ttl_days) * 86400;
   if (request.singleton) record.lock_key = lock_key(request.target, request.sqls);
+  record.expires_at_s = record_expiry_s(record, config_.ttl_days);
 
   // A record is kept when someone may ask about the statement later: a waiter, a lock, or an
   // execution that may say "LATEST".
@@ -205,6 +229,7 @@ StartResult Launcher::start(const StartRequest& request, const aws::CallContext&
     }
     if (!started || started->empty()) {
       spdlog::warn("statement {} did not start: {}: {}", name, e.name(), e.message());
+      metric::count_for(metric::kStartFailures, record.waiter.kind);
       undo_start(record, keep_record, e, cleanup);
       throw;
     }
@@ -215,6 +240,7 @@ StartResult Launcher::start(const StartRequest& request, const aws::CallContext&
 
   const std::string statement_id = response.value("Id", "");
   spdlog::info("started statement {} as {}", statement_id, name);
+  metric::count_for(metric::kStatementsStarted, record.waiter.kind);
   const aws::CallContext cleanup = context.for_cleanup();
   try {
     if (keep_record) state_->set_statement_id(record.key, statement_id, cleanup);

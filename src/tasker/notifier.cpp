@@ -5,6 +5,7 @@
 
 #include "rstasker/common/error.hpp"
 #include "rstasker/common/text.hpp"
+#include "rstasker/tasker/metrics.hpp"
 
 namespace rstasker::tasker {
 
@@ -36,10 +37,12 @@ void Notifier::notify(const Waiter& waiter, const Outcome& outcome,
     case WaiterKind::kCloudFormation:
       try {
         custom_resources_.respond_completion(waiter.cloudformation, outcome, context);
+        metric::record_callback(waiter.kind, outcome);
       } catch (const Error& e) {
         if (may_succeed_later(e)) throw;
         // A refused PUT (typically an expired pre-signed URL, after CloudFormation gave up
         // waiting) cannot succeed later: the waiter is gone.
+        metric::count_for(metric::kWaiterGone, waiter.kind);
         spdlog::warn(
             "CloudFormation's response URL refused the answer for {} ({}: {}); the "
             "request is gone",
@@ -56,8 +59,10 @@ void Notifier::notify(const Waiter& waiter, const Outcome& outcome,
       step_functions_->send_task_failure(waiter.task_token, std::string(error_names::kSqlFailed),
                                          failure_cause(outcome), context);
     }
+    metric::record_callback(waiter.kind, outcome);
   } catch (const Error& e) {
     if (!services::is_waiter_gone(e)) throw;
+    metric::count_for(metric::kWaiterGone, waiter.kind);
     spdlog::warn("the waiter of {} is gone ({}: {}); nothing to call back", outcome.statement_name,
                  e.name(), e.message());
   }

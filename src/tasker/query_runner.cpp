@@ -18,6 +18,7 @@
 #include "rstasker/common/error.hpp"
 #include "rstasker/common/text.hpp"
 #include "rstasker/tasker/events.hpp"
+#include "rstasker/tasker/metrics.hpp"
 
 namespace rstasker::tasker {
 
@@ -545,6 +546,7 @@ class Step {
     spdlog::warn("query runner {}: query {} attempt {} failed (statement {}); retrying in {} s: {}",
                  arn_, c.index, c.attempt, failed_statement.empty() ? "-" : failed_statement, wait,
                  truncate_utf8_chars(error, 300));
+    metrics::count(metric::kQueryRunnerRetries);
     return wait_state(s_, wait);
   }
 

@@ -7,6 +7,7 @@
 
 #include "rstasker/common/error.hpp"
 #include "rstasker/common/text.hpp"
+#include "rstasker/tasker/metrics.hpp"
 
 namespace rstasker::tasker {
 
@@ -124,7 +125,48 @@ Json Reconciler::run(std::chrono::seconds older_than, const aws::CallContext& co
                   {"alreadyDone", done},     {"outcomeUnknown", unknown},
                   {"retryLater", retry},     {"more", more}};
   spdlog::info("reconcile: {}", dump_json(summary));
+  metrics::count(metric::kReconcileCompleted, {}, completed);
+  metrics::count(metric::kReconcileOutcomeUnknown, {}, unknown);
   return summary;
+}
+
+void Reconciler::record_found_id(const StatementRecord& record, const std::string& statement_id,
+                                 const aws::CallContext& context) {
+  try {
+    state_->set_statement_id(record.key, statement_id, context);
+    spdlog::info("reconcile: recorded statement {} of {}", statement_id,
+                 record.key.statement_name());
+  } catch (const Error& e) {
+    // Only precision is lost: LATEST and reconcile look the name up again next time.
+    spdlog::warn("reconcile: could not record statement {} of {}: {}", statement_id,
+                 record.key.statement_name(), e.what());
+  }
+}
+
+Reconciler::Examined Reconciler::answer_never_started(const StatementRecord& record,
+                                                      const aws::CallContext& context) {
+  // CloudFormation retries nothing after a failed invocation and would wait an hour for an
+  // answer: it is told FAILED now. The record ends DONE, so a late retry of the same request
+  // resumes into it and runs nothing (Launcher::start), rather than running SQL after the
+  // answer was given.
+  Outcome outcome;
+  outcome.status = services::StatementStatus::kFailed;
+  outcome.statement_name = record.key.statement_name();
+  outcome.error =
+      "the statement never started: the invocation that was to start it ended first (found by "
+      "reconcile); no SQL ran";
+  spdlog::warn("statement {} never started; answering CloudFormation FAILED",
+               outcome.statement_name);
+  switch (completions_.complete(record.key, std::move(outcome), context)) {
+    case Disposition::kCompleted:
+      return Examined::kNeverStarted;
+    case Disposition::kRetry:
+      return Examined::kRetryLater;
+    case Disposition::kNotOurs:
+    case Disposition::kAlreadyDone:
+      return Examined::kAlreadyDone;
+  }
+  return Examined::kRetryLater;
 }
 
 Reconciler::Examined Reconciler::examine(const StatementRecord& record, std::int64_t now,
@@ -132,15 +174,20 @@ Reconciler::Examined Reconciler::examine(const StatementRecord& record, std::int
   const std::string name = record.key.statement_name();
   try {
     std::string id = record.statement_id;
-    if (id.empty()) id = services::find_statement_by_name(*redshift_, name, context).value_or("");
+    if (id.empty()) {
+      id = services::find_statement_by_name(*redshift_, name, context).value_or("");
+      if (!id.empty()) record_found_id(record, id, context);
+    }
     Outcome outcome;
     outcome.statement_name = name;
     outcome.statement_id = id;
     if (id.empty()) {
       // its invocation may still be starting it
       if (now - record.created_at_ms < kNeverStartedAfterMs) return Examined::kRunning;
-      // Nobody can be waiting for a result that was never produced: the invocation failed and
-      // its caller saw that failure. Finish the record without a callback.
+      if (record.waiter.kind == WaiterKind::kCloudFormation)
+        return answer_never_started(record, context);
+      // A Step Functions caller saw its invocation fail (the task failed with it): nobody waits
+      // for a result that was never produced. Finish the record without a callback.
       spdlog::warn("statement {} never started; marking it done without a callback", name);
       Claim claim = state_->claim(record.key, random_uuid(), context.deadline.epoch_ms(), context);
       if (claim.result == ClaimResult::kClaimed) {

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cstdio>
 #include <limits>
 #include <set>
@@ -488,6 +489,45 @@ std::vector<std::string> update_user_sql(const RedshiftUser& before, const Redsh
 
 std::vector<std::string> drop_user_sql(const std::string& username) {
   return {"DROP USER IF EXISTS " + quote_name(username)};
+}
+
+std::string redact_password_literals(std::string_view sql) {
+  constexpr std::string_view kKeyword = "password";
+  auto word_char = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '$';
+  };
+  std::string out;
+  std::size_t copied = 0;
+  for (std::size_t i = 0; i + kKeyword.size() <= sql.size(); ++i) {
+    if (!iequals(sql.substr(i, kKeyword.size()), kKeyword) || (i > 0 && word_char(sql[i - 1]))) {
+      continue;
+    }
+    std::size_t quote = i + kKeyword.size();
+    while (quote < sql.size() && std::isspace(static_cast<unsigned char>(sql[quote])) != 0) {
+      ++quote;
+    }
+    if (quote >= sql.size() || sql[quote] != '\'') continue;  // PASSWORD DISABLE, a column, ...
+    // The literal ends at a quote that is neither doubled ('') nor escaped (\'); an unterminated
+    // one is hidden to the end.
+    std::size_t end = quote + 1;
+    while (end < sql.size()) {
+      if (sql[end] == '\\') {
+        end += 2;
+      } else if (sql[end] == '\'' && end + 1 < sql.size() && sql[end + 1] == '\'') {
+        end += 2;
+      } else if (sql[end] == '\'') {
+        break;
+      } else {
+        ++end;
+      }
+    }
+    out.append(sql.substr(copied, quote - copied));
+    out += "'***'";
+    copied = std::min(end + 1, sql.size());
+    i = copied - 1;
+  }
+  out.append(sql.substr(std::min(copied, sql.size())));
+  return out;
 }
 
 }  // namespace rstasker::tasker

@@ -60,4 +60,9 @@ std::string identifier_problem(std::string_view name);
 // "" when `value` is an accepted password hash, else what is wrong (never quoting the value).
 std::string password_problem(std::string_view value);
 
+// `sql` with the literal after every PASSWORD keyword (any case, any whitespace between them,
+// newlines included) replaced by '***'. The SQL this module writes carries password hashes, and
+// the Data API returns a statement's text (QueryString) to whoever may describe it for 24 hours.
+std::string redact_password_literals(std::string_view sql);
+
 }  // namespace rstasker::tasker

@@ -132,6 +132,21 @@ Json lock_item(const SingletonLock& lock) {
   return item;
 }
 
+// What a claim refused by its condition means, from the record read just after. WAITING again
+// is a claim that won the race and was given back (its callback failed) before we read: the
+// callback is still owed, so the message is retried as for a live claim, never acknowledged.
+ClaimResult refused_claim_result(RecordState state) {
+  switch (state) {
+    case RecordState::kClaimed:
+    case RecordState::kWaiting:
+      return ClaimResult::kHeldByOther;
+    case RecordState::kDone:
+    case RecordState::kStartFailed:
+      return ClaimResult::kAlreadyDone;
+  }
+  return ClaimResult::kHeldByOther;
+}
+
 class DynamoStateTable final : public StateTable {
  public:
   DynamoStateTable(std::shared_ptr<const services::DynamoDb> db, std::string table)
@@ -247,8 +262,7 @@ class DynamoStateTable final : public StateTable {
     if (!current) {
       claim.result = ClaimResult::kMissing;
     } else {
-      claim.result = current->state == RecordState::kClaimed ? ClaimResult::kHeldByOther
-                                                             : ClaimResult::kAlreadyDone;
+      claim.result = refused_claim_result(current->state);
       claim.record = *current;
     }
     return claim;

@@ -5,9 +5,34 @@
 
 #include "rstasker/common/error.hpp"
 #include "rstasker/common/log.hpp"
+#include "rstasker/common/metrics.hpp"
 #include "rstasker/tasker/events.hpp"
+#include "rstasker/tasker/metrics.hpp"
+#include "tasker/redshift_user.hpp"
 
 namespace rstasker::tasker {
+
+namespace {
+
+// A DescribeStatement answer with password literals hidden in the SQL it echoes (QueryString, of
+// the statement and of each sub-statement) and in error texts, which may quote the SQL.
+Json without_password_literals(Json described) {
+  auto redact = [](Json& object) {
+    if (!object.is_object()) return;
+    for (const char* key : {"QueryString", "Error"}) {
+      if (auto it = object.find(key); it != object.end() && it->is_string()) {
+        *it = redact_password_literals(it->get<std::string>());
+      }
+    }
+  };
+  redact(described);
+  if (auto subs = described.find("SubStatements"); subs != described.end() && subs->is_array()) {
+    for (Json& sub : *subs) redact(sub);
+  }
+  return described;
+}
+
+}  // namespace
 
 Tasker::Tasker(Config config, Dependencies dependencies, CompletionOptions completion_options)
     : config_(std::move(config)),
@@ -29,6 +54,11 @@ Json Tasker::handle(const Json& event, const aws::CallContext& context) {
 }
 
 Json Tasker::handle(const CheckedEvent& checked, const aws::CallContext& context) {
+  // One set of EMF documents per invocation, whatever way it ends.
+  struct FlushMetrics {
+    ~FlushMetrics() { metrics::flush(); }
+  } flush_metrics;
+  if (std::exchange(cold_, false)) metrics::count(metric::kColdStart);
   switch (checked.shape()) {
     case EventShape::kAction:
       if (checked.action() == nullptr) break;
@@ -45,6 +75,17 @@ std::string Tasker::resolve_statement_id(const std::string& statement_id,
                                          const std::string& execution_arn,
                                          const aws::CallContext& context) {
   if (statement_id != kLatest) return statement_id;
+  // The newest record may lack its statement id: its start succeeded but writing the id failed.
+  // Its statement name finds it; passing over it would act on the statement before it.
+  auto newest = deps_.state->latest(execution_arn, /*started_only=*/false, context);
+  if (newest && newest->statement_id.empty() && newest->state != RecordState::kStartFailed) {
+    if (auto found = services::find_statement_by_name(*deps_.redshift, newest->key.statement_name(),
+                                                      context)) {
+      return *found;
+    }
+    // Not known to the Data API: it never started (or is starting right now); the newest
+    // statement that did start is the one meant.
+  }
   auto latest = deps_.state->latest(execution_arn, /*started_only=*/true, context);
   if (!latest) {
     throw Error(error_names::kPreviousExecutionNotFound,
@@ -82,8 +123,8 @@ Json Tasker::run_action(const Json& event, const ActionRequest& request,
       return response;
     }
     case ActionKind::kDescribeStatement:
-      return deps_.redshift->describe_statement(
-          resolve_statement_id(request.statement_id, request.execution_arn, context), context);
+      return without_password_literals(deps_.redshift->describe_statement(
+          resolve_statement_id(request.statement_id, request.execution_arn, context), context));
     case ActionKind::kCancelStatement:
       return deps_.redshift->cancel_statement(
           resolve_statement_id(request.statement_id, request.execution_arn, context), context);

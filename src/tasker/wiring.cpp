@@ -4,15 +4,23 @@
 #include "rstasker/aws/endpoints.hpp"
 #include "rstasker/aws/json_client.hpp"
 #include "rstasker/common/log.hpp"
+#include "rstasker/common/metrics.hpp"
 #include "rstasker/services/dynamodb.hpp"
 
 namespace rstasker::tasker {
 
 std::unique_ptr<Tasker> make_tasker(const aws::EnvLookup& env,
-                                    std::shared_ptr<aws::HttpTransport> transport) {
+                                    std::shared_ptr<aws::HttpTransport> transport,
+                                    std::FILE* metrics_out) {
   Config config = config_from_env(env);
   log::add_secret(config.credentials.secret_access_key);
   log::add_secret(config.credentials.session_token);
+  metrics::Settings metric_settings;
+  metric_settings.enabled = config.metrics_enabled;
+  metric_settings.name_space = config.metrics_namespace;
+  metric_settings.function_name = env("AWS_LAMBDA_FUNCTION_NAME").value_or("");
+  metric_settings.out = metrics_out;
+  metrics::init(std::move(metric_settings));
 
   auto client = [&](const aws::ServiceSpec& spec, const aws::JsonProtocol& protocol) {
     return std::make_shared<const aws::JsonClient>(

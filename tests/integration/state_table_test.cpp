@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
 #include <thread>
 
 #include "rstasker/aws/endpoints.hpp"
+#include "rstasker/aws/http.hpp"
 #include "rstasker/common/error.hpp"
 #include "rstasker/common/text.hpp"
 #include "rstasker/services/dynamodb.hpp"
@@ -126,6 +128,56 @@ TEST_F(StateTableTest, ClaimProtocol) {
   EXPECT_EQ(done->outcome, "FINISHED");
   EXPECT_EQ(table->claim(r.key, "owner-4", far, ctx_).result, ClaimResult::kAlreadyDone);
   EXPECT_EQ(table->claim({"exec-none", "1.000000"}, "o", far, ctx_).result, ClaimResult::kMissing);
+}
+
+// Runs `after_refused_claim` once, right after DynamoDB refuses a claim's conditional update and
+// before the claimant reads the record: the moment another invocation may change it.
+class ClaimRaceTransport : public aws::HttpTransport {
+ public:
+  explicit ClaimRaceTransport(std::shared_ptr<aws::HttpTransport> inner)
+      : inner_(std::move(inner)) {}
+  aws::HttpResponse send(const aws::HttpRequest& request, const Deadline& deadline) override {
+    aws::HttpResponse response = inner_->send(request, deadline);
+    const std::string* target = request.header("X-Amz-Target");
+    if (target != nullptr && target->ends_with(".UpdateItem") &&
+        request.body.find("claimUntil") != std::string::npos &&
+        response.body.find("ConditionalCheckFailed") != std::string::npos && after_refused_claim) {
+      auto hook = std::move(after_refused_claim);
+      after_refused_claim = nullptr;
+      hook();
+    }
+    return response;
+  }
+  std::function<void()> after_refused_claim;
+
+ private:
+  std::shared_ptr<aws::HttpTransport> inner_;
+};
+
+// A duplicate delivery loses the claim race, and before it reads the record the winner's
+// callback fails and gives the claim back: the record is WAITING again, its callback not made.
+// The duplicate must be retried, not acknowledged as if the statement were done.
+TEST_F(StateTableTest, AClaimLostToAWinnerThatThenReleasedItIsRetriedNotDone) {
+  auto transport = std::make_shared<ClaimRaceTransport>(aws::make_curl_transport());
+  auto client = std::make_shared<const aws::JsonClient>(
+      aws::protocol::kDynamoDb,
+      aws::resolve_endpoint(aws::service::kDynamoDb, moto_->region(), moto_->env()),
+      moto_->credentials(), transport);
+  auto racing =
+      make_dynamodb_state_table(std::make_shared<const services::DynamoDb>(client), table_);
+  StatementRecord r = waiting_record("exec-race", now_epoch_ms());
+  ASSERT_TRUE(table->insert(r, ctx_));
+  const std::int64_t far = now_epoch_ms() + 60000;
+  ASSERT_EQ(table->claim(r.key, "winner", far, ctx_).result, ClaimResult::kClaimed);
+  transport->after_refused_claim = [&] {
+    ASSERT_TRUE(table->release_claim(r.key, "winner", ctx_));
+  };
+
+  Claim duplicate = racing->claim(r.key, "duplicate", far, ctx_);
+  EXPECT_EQ(transport->after_refused_claim, nullptr) << "the race was not staged";
+  EXPECT_EQ(duplicate.result, ClaimResult::kHeldByOther)
+      << "a record WAITING again still needs its callback: retry, do not acknowledge";
+  EXPECT_EQ(table->get(r.key, ctx_)->state, RecordState::kWaiting);
 }
 
 TEST_F(StateTableTest, AnExpiredClaimIsTakenOverAndSaysSo) {

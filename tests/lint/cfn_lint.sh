@@ -11,7 +11,8 @@ if ! command -v cfn-lint >/dev/null; then
   exit 77
 fi
 
-mapfile -t templates < <(find cfn -type f \( -name '*.yaml' -o -name '*.yml' -o -name '*.json' \) | LC_ALL=C sort)
+# cfn/cdk is the CDK package (its JSON files are not templates; scripts/check lints its app's).
+mapfile -t templates < <(find cfn -path cfn/cdk -prune -o -type f \( -name '*.yaml' -o -name '*.yml' -o -name '*.json' \) -print | LC_ALL=C sort)
 if [ "${#templates[@]}" -eq 0 ]; then
   echo "no templates under cfn/"
   exit 1

@@ -162,6 +162,11 @@ void MemoryStateTable::mark_start_failed(const StatementKey& key, const std::str
   it->second.outcome = reason;
 }
 
+void MemoryStateTable::replace(const StatementRecord& record) {
+  std::lock_guard lock(mutex_);
+  records_[{record.key.id, record.key.invocation_id}] = record;
+}
+
 std::optional<StatementRecord> MemoryStateTable::get(const StatementKey& key,
                                                      const aws::CallContext&) {
   enter("get", false);

@@ -99,6 +99,8 @@ class MemoryStateTable : public tasker::StateTable {
   void release_lock(const std::string& key, const std::string& holder,
                     const aws::CallContext& context) override;
 
+  // Stores `record` as it is, replacing any with its key (a test setting up an old record).
+  void replace(const tasker::StatementRecord& record);
   std::vector<tasker::StatementRecord> records() const;
   std::vector<tasker::SingletonLock> locks() const;
   std::vector<tasker::FailedUpdate> failed_updates() const;

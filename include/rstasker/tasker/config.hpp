@@ -19,6 +19,10 @@ struct Config {
   aws::Credentials credentials;
   // Statements waiting longer than this are examined by `reconcile` (RECONCILE_AFTER_SECONDS).
   std::chrono::seconds reconcile_after{900};
+  // CloudWatch metrics in Embedded Metric Format on standard output (METRICS_ENABLED: true or
+  // false; METRICS_NAMESPACE: 1 to 255 printable ASCII characters, not starting with "AWS/").
+  bool metrics_enabled = true;
+  std::string metrics_namespace = "RedshiftTasker";
 };
 
 // Reads and checks the configuration. Throws ConfigurationError describing every problem found

@@ -47,6 +47,12 @@ class Reconciler {
   };
   Examined examine(const StatementRecord& record, std::int64_t now,
                    const aws::CallContext& context);
+  // A CloudFormation request whose statement never started: answered FAILED, the record DONE.
+  Examined answer_never_started(const StatementRecord& record, const aws::CallContext& context);
+  // Writes the statement id found by name into a record whose start could not write it (for
+  // LATEST and the next run); a failure is only logged.
+  void record_found_id(const StatementRecord& record, const std::string& statement_id,
+                       const aws::CallContext& context);
 
   std::shared_ptr<StateTable> state_;
   std::shared_ptr<services::RedshiftData> redshift_;

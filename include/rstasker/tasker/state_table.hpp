@@ -65,7 +65,7 @@ struct StatementRecord {
 enum class ClaimResult {
   kClaimed,      // the caller now holds the claim and must call back, then finish()
   kAlreadyDone,  // DONE or START_FAILED: nothing to do
-  kHeldByOther,  // another invocation holds a live claim: retry later
+  kHeldByOther,  // another invocation holds a live claim (or held it and gave it back): retry
   kMissing,      // no such record: not ours
 };
 

@@ -62,6 +62,7 @@ class Tasker {
   Completions completions_;
   Reconciler reconciler_;
   QueryRunner query_runner_;
+  bool cold_ = true;  // no event handled yet: the next one counts as a cold start
 };
 
 }  // namespace rstasker::tasker

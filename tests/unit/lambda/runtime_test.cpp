@@ -19,6 +19,7 @@
 #include "rstasker/common/error.hpp"
 #include "rstasker/common/json.hpp"
 #include "rstasker/common/log.hpp"
+#include "support/emf.hpp"
 #include "support/paths.hpp"
 #include "support/process.hpp"
 #include "support/runtime_api_server.hpp"
@@ -521,6 +522,41 @@ TEST_F(BinaryTest, TheRuntimeAnswersAMalformedEventWithoutLoggingItsTaskToken) {
   std::string log = rstasker::testing::read_file(options.log_file);
   EXPECT_THAT(log, HasSubstr("InvalidRequest"));
   EXPECT_THAT(log, Not(HasSubstr("SECRET")));
+}
+
+TEST_F(BinaryTest, EachInvocationWritesItsMetricsAsEmbeddedMetricFormat) {
+  // An event that reaches the tasker and fails there, without any network call.
+  server_.enqueue(invocation("first", R"({"action":"queryRunnerStep"})"));
+  server_.enqueue(invocation("second", R"({"action":"queryRunnerStep"})"));
+  rstasker::testing::ProcessOptions options;
+  std::vector<std::string> env = complete_configuration();
+  env.push_back("AWS_LAMBDA_RUNTIME_API=" + server_.address());
+  env.push_back("AWS_LAMBDA_FUNCTION_NAME=fn-under-test");
+  env.push_back("METRICS_NAMESPACE=OpsTest");
+  options.argv = {"env", "-i"};
+  options.argv.insert(options.argv.end(), env.begin(), env.end());
+  options.argv.push_back(binary_.string());
+  options.log_file = file("runtime.log");
+  options.log_command_line = false;
+  rstasker::testing::Process runtime(options);
+  EXPECT_EQ(outcome_of("first").error_type, "InvalidRequest");
+  EXPECT_EQ(outcome_of("second").error_type, "InvalidRequest");
+  server_.stop();
+  runtime.wait_for_exit(std::chrono::seconds(10));
+  runtime.stop();
+
+  std::vector<Json> docs;
+  std::istringstream lines(rstasker::testing::read_file(options.log_file));
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find("\"_aws\"") == std::string::npos) continue;
+    Json doc = Json::parse(line);
+    EXPECT_EQ(rstasker::testing::emf_problem(doc), "") << line;
+    docs.push_back(std::move(doc));
+  }
+  ASSERT_EQ(docs.size(), 1u) << "only the cold start has something to report";
+  EXPECT_EQ(docs[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"], "OpsTest");
+  EXPECT_EQ(docs[0]["FunctionName"], "fn-under-test");
+  EXPECT_EQ(rstasker::testing::emf_totals(docs)["ColdStart"], 1);
 }
 
 }  // namespace

@@ -346,6 +346,61 @@ TEST_F(CfnTest, BadSqlPropertiesFailAtOnce) {
   EXPECT_TRUE(redshift->executed().empty());
 }
 
+// Every property name is checked on every request, not only the one the request type uses: a
+// Create with a misspelt DeleteSql would succeed and its Delete later drop nothing.
+TEST_F(CfnTest, EveryPropertyNameIsCheckedOnEveryRequest) {
+  const std::vector<std::pair<Json, std::string>> bad = {
+      {{{"CreateSql", "create schema s"}, {"deleteSql", "drop schema s"}},
+       "did you mean 'DeleteSql'?"},
+      {{{"CreateSql", "create schema s"}, {"Delete_Sql", "drop schema s"}},
+       "did you mean 'DeleteSql'?"},
+      {{{"CreateSql", "create schema s"}, {"DropSql", "drop schema s"}},
+       "supported: CreateSql, UpdateSql, DeleteSql"},
+      {{{"CreateSql", "create schema s"}, {"DeleteSql", 5}}, "DeleteSql must be SQL text"},
+      {{{"CreateSql", "create schema s"}, {"UpdateSql", {"select 1", ""}}},
+       "UpdateSql[1] must be a non-empty SQL string"},
+  };
+  for (const auto& [properties, why] : bad) {
+    Json out = resources.handle(request("Create", "Custom::RedshiftSql", properties), context);
+    EXPECT_EQ(out["Status"], "FAILED") << properties.dump();
+    EXPECT_THAT(last_response()["Reason"].get<std::string>(), HasSubstr(why)) << properties.dump();
+    EXPECT_THAT(last_response()["PhysicalResourceId"].get<std::string>(),
+                HasSubstr("create-failed"));
+  }
+  // An Update to such properties fails too (its rollback brings the old, good ones back).
+  Json update = request("Update", "Custom::RedshiftSql",
+                        {{"UpdateSql", "select 1"}, {"deleteSql", "drop schema s"}});
+  EXPECT_EQ(resources.handle(update, context)["Status"], "FAILED");
+  EXPECT_THAT(last_response()["Reason"].get<std::string>(), HasSubstr("'deleteSql'"));
+  EXPECT_TRUE(redshift->executed().empty());
+  // CloudFormation's own properties are not ours to refuse.
+  Json create = request("Create", "Custom::RedshiftSql",
+                        {{"ServiceToken", "arn:aws:lambda:eu-west-1:1:function:f"},
+                         {"ServiceTimeout", "600"},
+                         {"CreateSql", "create schema s"}});
+  EXPECT_EQ(resources.handle(create, context)["Status"], "STARTED");
+}
+
+// A resource created (by an earlier version) with a property name it cannot use: its Delete
+// fails saying what to fix, rather than succeeding without running the DeleteSql it was given.
+// A Delete of a Create that failed (as every Create with such properties now does) succeeds.
+TEST_F(CfnTest, ADeleteWithBadPropertiesFailsUnlessItsCreateFailed) {
+  Json remove = request("Delete", "Custom::RedshiftSql",
+                        {{"CreateSql", "create schema s"}, {"deleteSql", "drop schema s"}});
+  EXPECT_EQ(resources.handle(remove, context)["Status"], "FAILED");
+  Json body = last_response();
+  EXPECT_THAT(body["Reason"].get<std::string>(), HasSubstr("did you mean 'DeleteSql'?"));
+  EXPECT_EQ(body["PhysicalResourceId"], "Thing:0123456789abcdef");
+  EXPECT_TRUE(redshift->executed().empty());
+
+  resources.handle(request("Create", "Custom::RedshiftSql",
+                           {{"CreateSql", "create schema s"}, {"deleteSql", "drop schema s"}}),
+                   context);
+  remove["PhysicalResourceId"] = last_response()["PhysicalResourceId"];
+  EXPECT_EQ(resources.handle(remove, context)["Status"], "SUCCESS");
+  EXPECT_TRUE(redshift->executed().empty());
+}
+
 TEST_F(CfnTest, UnknownResourceTypeFailsListingTheSupportedOnes) {
   Json out = resources.handle(request("Create", "Custom::Whatever", {{"x", "y"}}), context);
   EXPECT_EQ(out["Status"], "FAILED");

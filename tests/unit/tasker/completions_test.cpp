@@ -633,6 +633,52 @@ TEST(Reconcile, AStatementTheDataApiNoLongerKnowsFailsAsUnknownAfterItsRetention
   EXPECT_EQ(w.sfn->callback_requests(expired.waiter.task_token), 1u);
 }
 
+// A CloudFormation request whose statement never started (the invocation died, or its start's
+// reply was lost and nothing could be recorded) is answered FAILED by reconcile: CloudFormation
+// would otherwise wait an hour. A retry of the same request after that runs no SQL: the answer
+// is given, and a statement started now would have its completion ignored.
+TEST(Reconcile, ANeverStartedCloudFormationRequestIsAnsweredFailed) {
+  World w;
+  Json create = {{"RequestType", "Create"},
+                 {"ResponseURL", "https://cfn-responses.s3.amazonaws.com/r?X-Amz-Signature=s"},
+                 {"StackId", "arn:aws:cloudformation:eu-west-1:012345678910:stack/app/1"},
+                 {"RequestId", "req-never"},
+                 {"LogicalResourceId", "Schema"},
+                 {"ResourceType", "Custom::RedshiftSql"},
+                 {"ResourceProperties", {{"CreateSql", "create schema s"}}}};
+  // The start's reply is lost and nothing more can be written: the record stays WAITING with no
+  // statement id, as after an invocation that died between the insert and the start.
+  w.redshift->fail_next_execute(Error("InternalFailure", "reply lost", 500, true));
+  w.state->before_operation = [](std::string_view op) {
+    if (op == "mark_start_failed") throw Error("InternalServerError", "ddb down", 500, true);
+  };
+  EXPECT_THROW(w.tasker()->handle(create, ctx()), Error);
+  w.state->before_operation = nullptr;
+  ASSERT_EQ(w.state->records().size(), 1u);
+  StatementRecord stuck = w.state->records()[0];
+  ASSERT_EQ(stuck.state, RecordState::kWaiting);
+  ASSERT_TRUE(stuck.statement_id.empty());
+  stuck.created_at_ms -= 20LL * 60 * 1000;  // older than any invocation lives
+  w.state->replace(stuck);
+
+  Json summary = w.tasker()->handle({{"action", "reconcile"}, {"olderThanSeconds", 0}}, ctx());
+  EXPECT_EQ(summary["neverStarted"], 1);
+  auto responses = w.cfn->responses();
+  ASSERT_EQ(responses.size(), 1u) << "CloudFormation was not answered";
+  EXPECT_EQ(responses[0].body["Status"], "FAILED");
+  EXPECT_NE(responses[0].body["Reason"].get<std::string>().find("never started"), std::string::npos)
+      << responses[0].body.dump();
+  EXPECT_NE(responses[0].body["PhysicalResourceId"].get<std::string>().find("create-failed"),
+            std::string::npos);
+
+  // CloudFormation (or Lambda's retry) sends the same request again: nothing runs.
+  w.tasker()->handle(create, ctx());
+  EXPECT_TRUE(w.redshift->executed().empty());
+  EXPECT_EQ(w.cfn->responses().size(), 1u);
+  Json again = w.tasker()->handle({{"action", "reconcile"}, {"olderThanSeconds", 0}}, ctx());
+  EXPECT_EQ(again["examined"], 0);
+}
+
 TEST(Reconcile, RespectsTheThreshold) {
   World w;
   auto tasker = w.tasker();

@@ -286,6 +286,18 @@ TEST(ParseAction, DataApiLimitsAreCheckedLocally) {
       mentions(invalid({{"sqlStatement", "x"}, {"executionArn", long_arn}}), "longer than"));
 }
 
+// Step Functions' SendTaskSuccess / SendTaskFailure / SendTaskHeartbeat accept task tokens of 1
+// to 2,048 characters: a token as long as that is taken, a longer one refused before anything runs.
+TEST(ParseAction, TaskTokensUpToStepFunctionsLimitAreAccepted) {
+  const std::string longest(2048, 'T');
+  ActionRequest r =
+      parse_action({{"sqlStatement", "select 1"}, {"executionArn", kArn}, {"taskToken", longest}});
+  EXPECT_EQ(r.task_token, longest);
+  EXPECT_TRUE(mentions(
+      invalid({{"sqlStatement", "select 1"}, {"executionArn", kArn}, {"taskToken", longest + "T"}}),
+      "'taskToken' is longer than 2048 characters"));
+}
+
 // As the Data API's SqlParameter: name [0-9a-zA-Z_]+, value at least one character.
 TEST(ParseAction, ParametersFollowTheDataApiConstraints) {
   ActionRequest r = parse_action({{"sqlStatement", "select :1a, :_b, :C_9"},

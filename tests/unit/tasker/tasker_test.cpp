@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <thread>
 
@@ -145,6 +146,90 @@ TEST_F(TaskerTest, LatestResolvesTheNewestStartedStatementOfTheExecution) {
       {{"action", "cancelStatement"}, {"statementId", "LATEST"}, {"executionArn", kExecutionArn}},
       context);
   EXPECT_EQ(redshift->calls().back(), "CancelStatement " + second["Id"].get<std::string>());
+}
+
+// A statement that started but whose id could not be written is still the newest: LATEST finds
+// it by its statement name rather than acting on the statement before it, and reconcile writes
+// the id it finds back into the record.
+TEST_F(TaskerTest, LatestFindsTheNewestStatementEvenWhenItsIdWasNotRecorded) {
+  Json first =
+      tasker.handle({{"sqlStatement", "select 1"}, {"executionArn", kExecutionArn}}, context);
+  state->before_operation = [](std::string_view op) {
+    if (op == "set_statement_id") throw Error("InternalServerError", "ddb down", 500, true);
+  };
+  Json second = tasker.handle(
+      {{"sqlStatement", "select 2"}, {"executionArn", kExecutionArn}, {"taskToken", "TOKEN-2"}},
+      context);
+  state->before_operation = nullptr;
+  ASSERT_NE(second["Id"], first["Id"]);
+
+  Json described = tasker.handle(
+      {{"action", "describeStatement"}, {"statementId", "LATEST"}, {"executionArn", kExecutionArn}},
+      context);
+  EXPECT_EQ(described["Id"], second["Id"]);
+  tasker.handle(
+      {{"action", "cancelStatement"}, {"statementId", "LATEST"}, {"executionArn", kExecutionArn}},
+      context);
+  EXPECT_EQ(redshift->calls().back(), "CancelStatement " + second["Id"].get<std::string>());
+
+  tasker.handle({{"action", "reconcile"}, {"olderThanSeconds", 0}}, context);
+  auto records = state->records();
+  auto newest = std::find_if(records.begin(), records.end(), [&](const StatementRecord& r) {
+    return r.key.statement_name() == second["StatementName"];
+  });
+  ASSERT_NE(newest, records.end());
+  EXPECT_EQ(newest->statement_id, second["Id"]);
+}
+
+// A statement may run 24 hours and its completion be redelivered after that: a record with a
+// waiter outlives that whatever TtlDays says (a record nobody waits for keeps TtlDays).
+TEST(TaskerTtl, AWaitingRecordOutlivesItsStatementEvenWithTtlDaysOne) {
+  auto redshift = std::make_shared<FakeRedshiftData>();
+  auto state = std::make_shared<MemoryStateTable>();
+  Config config = rstasker::testing::test_config();
+  config.ttl_days = 1;
+  Tasker tasker{config, Dependencies{redshift, state, std::make_shared<FakeStepFunctions>(),
+                                     std::make_shared<rstasker::testing::FakeCfnResponder>()}};
+  aws::CallContext context{Deadline::after(std::chrono::seconds(30)), {}};
+  tasker.handle(
+      {{"sqlStatement", "select 1"}, {"executionArn", kExecutionArn}, {"taskToken", "TOKEN-1"}},
+      context);
+  tasker.handle({{"sqlStatement", "select 2"}, {"executionArn", kExecutionArn}}, context);
+  auto records = state->records();
+  ASSERT_EQ(records.size(), 2u);
+  for (const StatementRecord& r : records) {
+    const double days = (static_cast<double>(r.expires_at_s) - now_epoch_seconds()) / 86400.0;
+    if (r.tracked()) {
+      EXPECT_GE(days, 2.0 - 0.001) << "a waiting record must outlive its statement";
+    } else {
+      EXPECT_NEAR(days, 1.0, 0.001);
+    }
+  }
+}
+
+// Custom::RedshiftUser puts password hashes into the SQL, which the Data API keeps as the
+// statement's QueryString for 24 hours: describeStatement never returns them.
+TEST_F(TaskerTest, DescribeStatementNeverReturnsPasswordLiterals) {
+  Json started = tasker.handle({{"sqlStatement", "select 1"}}, context);
+  const std::string id = started["Id"];
+  const std::string hash = "md5153c434b4b77c89e6b94f12c5393af5b";
+  redshift->set_describe_response(
+      id, {{"Id", id},
+           {"Status", "FINISHED"},
+           {"QueryString", "CREATE USER \"etl\" PASSWORD '" + hash + "' CREATEDB"},
+           {"SubStatements",
+            {{{"Id", id + ":1"},
+              {"QueryString", "alter user \"etl\" password\n\t 'sha256|" + std::string(64, 'a') +
+                                  "|" + std::string(64, 'b') + "' valid until 'x'"}},
+             {{"Id", id + ":2"}, {"QueryString", "ALTER USER \"etl\" PASSWORD DISABLE"}}}}});
+  Json described = tasker.handle({{"action", "describeStatement"}, {"statementId", id}}, context);
+  const std::string text = described.dump();
+  EXPECT_EQ(text.find(hash), std::string::npos) << text;
+  EXPECT_EQ(text.find(std::string(64, 'a')), std::string::npos) << text;
+  EXPECT_EQ(described["QueryString"], "CREATE USER \"etl\" PASSWORD '***' CREATEDB");
+  EXPECT_EQ(described["SubStatements"][0]["QueryString"],
+            "alter user \"etl\" password\n\t '***' valid until 'x'");
+  EXPECT_EQ(described["SubStatements"][1]["QueryString"], "ALTER USER \"etl\" PASSWORD DISABLE");
 }
 
 TEST_F(TaskerTest, LatestWithNothingStartedIsPreviousExecutionNotFound) {
