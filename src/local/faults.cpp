@@ -135,6 +135,23 @@ std::string form_value(std::string_view body, std::string_view key) {
   return {};
 }
 
+// The digest of the task token of a SendTaskSuccess / SendTaskFailure / SendTaskHeartbeat, or
+// "" for any other request (tokens are secrets: only digests are kept).
+std::string callback_digest(const RequestFacts& facts, std::string_view body) {
+  if (facts.service != "states" ||
+      (facts.operation != "SendTaskSuccess" && facts.operation != "SendTaskFailure" &&
+       facts.operation != "SendTaskHeartbeat")) {
+    return {};
+  }
+  try {
+    const Json request = Json::parse(body);
+    const std::string token = request.value("taskToken", "");
+    return token.empty() ? std::string() : aws::sha256_hex(token);
+  } catch (const std::exception&) {
+    return {};
+  }
+}
+
 }  // namespace
 
 std::string_view fault_kind_name(FaultKind kind) {
@@ -309,6 +326,7 @@ void FaultInjector::reset_counters() {
   by_operation_.clear();
   by_rule_name_.clear();
   accepted_callbacks_.clear();
+  repeated_callbacks_.clear();
 }
 
 Json FaultInjector::counters() const {
@@ -319,7 +337,8 @@ Json FaultInjector::counters() const {
           {"rules", rules},
           {"injected", by_kind_},
           {"injected_by_operation", by_operation_},
-          {"accepted_callbacks", accepted_callbacks_}};
+          {"accepted_callbacks", accepted_callbacks_},
+          {"repeated_callbacks", repeated_callbacks_}};
 }
 
 std::optional<FaultRule> FaultInjector::fire(const RequestFacts& facts, std::string_view body,
@@ -413,6 +432,18 @@ EdgeFault FaultInjector::before(const httplib::Request& req, const std::string& 
                                 httplib::Response& res) {
   EdgeFault decision;
   decision.facts = describe_request(req, body);
+  if (const std::string digest = callback_digest(decision.facts, body); !digest.empty()) {
+    // A task already answered is closed: AWS refuses any further callback on it with
+    // TaskTimedOut, where moto would accept a second one while the execution runs.
+    std::lock_guard lock(mutex_);
+    if (accepted_callbacks_.contains(digest)) {
+      ++repeated_callbacks_[digest];
+      answer_error(req, body, res, 400, "TaskTimedOut",
+                   "Task Timed Out: 'Provided task does not exist anymore'");
+      decision.answered = true;
+      return decision;
+    }
+  }
   std::optional<FaultRule> rule = fire(decision.facts, body, &req);
   if (!rule) return decision;
   switch (rule->kind) {
@@ -435,16 +466,10 @@ EdgeFault FaultInjector::before(const httplib::Request& req, const std::string& 
 
 void FaultInjector::after(const EdgeFault& fault, const httplib::Request& req,
                           const std::string& body, httplib::Response& res) {
-  if (fault.facts.service == "states" && res.status == 200 &&
-      (fault.facts.operation == "SendTaskSuccess" || fault.facts.operation == "SendTaskFailure")) {
-    try {
-      const Json request = Json::parse(body);
-      const std::string digest = aws::sha256_hex(request.value("taskToken", ""));
+  if (res.status == 200 && fault.facts.operation != "SendTaskHeartbeat") {
+    if (const std::string digest = callback_digest(fault.facts, body); !digest.empty()) {
       std::lock_guard lock(mutex_);
       ++accepted_callbacks_[digest];
-    } catch (const std::exception& e) {
-      spdlog::warn("faults: an accepted {} without a readable task token: {}",
-                   fault.facts.operation, e.what());
     }
   }
   if (!fault.lost_reply) return;
@@ -519,8 +544,9 @@ void FaultInjector::delayed_loop() {
     }
     auto next = std::min_element(pending_.begin(), pending_.end(),
                                  [](const Pending& a, const Pending& b) { return a.due < b.due; });
-    if (next->due > Clock::now()) {
-      pending_cv_.wait_until(lock, next->due);
+    if (const auto due = next->due; due > Clock::now()) {
+      // A copy: pending_ may grow (and move its elements) while this waits.
+      pending_cv_.wait_until(lock, due);
       continue;
     }
     Pending due = std::move(*next);

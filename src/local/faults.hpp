@@ -104,7 +104,9 @@ class FaultInjector {
   // X-Amz-Target, so no AWS request reaches it by accident. Returns whether `req` was for it.
   bool control(const httplib::Request& req, const std::string& body, httplib::Response& res);
 
-  // Before routing: counts the request, waits (latency), or answers it (refuse).
+  // Before routing: counts the request, waits (latency), or answers it (refuse). A SendTask*
+  // on a task token whose SendTaskSuccess / SendTaskFailure was accepted is answered
+  // TaskTimedOut, as AWS answers for a closed task (moto would accept it again).
   EdgeFault before(const httplib::Request& req, const std::string& body, httplib::Response& res);
   // After routing: counts accepted SendTaskSuccess / SendTaskFailure per task token, then loses
   // the answer (lost-reply). May block for a stall's delay.
@@ -119,7 +121,8 @@ class FaultInjector {
   void replace(FaultRules rules);
   // {"requests": {"svc:Op": n}, "rules": {name: {"matched", "injected"}}, "injected":
   //  {kind: n}, "injected_by_operation": {"svc:Op": {kind: n}}, "accepted_callbacks":
-  //  {sha256(token) hex: n}} (tokens are secrets: only their digests leave).
+  //  {sha256(token) hex: n}, "repeated_callbacks": {sha256(token) hex: n refused as closed}}
+  //  (tokens are secrets: only their digests leave).
   Json counters() const;
   void reset_counters();
 
@@ -144,6 +147,7 @@ class FaultInjector {
   std::map<std::string, std::map<std::string, std::uint64_t>> by_operation_;
   std::map<std::string, std::map<std::string, std::uint64_t>> by_rule_name_;
   std::map<std::string, std::uint64_t> accepted_callbacks_;
+  std::map<std::string, std::uint64_t> repeated_callbacks_;
 
   // Delayed completion events, published in due-time order by delayed_thread_.
   struct Pending {
