@@ -116,6 +116,10 @@ const OWNED_FUNCTION_PROPS: Record<string, string> = {
   loggingFormat: 'the tasker logs JSON; leave loggingFormat out',
   applicationLogLevelV2: 'use the logLevel prop',
   applicationLogLevel: 'use the logLevel prop',
+  systemLogLevelV2: 'the tasker keeps Lambda\'s platform logs at WARN; leave it out',
+  systemLogLevel: 'the tasker keeps Lambda\'s platform logs at WARN; leave it out',
+  logFormat: 'the tasker logs JSON; leave logFormat out',
+  logRetention: 'the tasker creates its log group; use the logRetention prop of SfnRedshiftTasker',
 };
 
 // The waiting index, as state_table_definition() in src/tasker/state_table.cpp defines it.

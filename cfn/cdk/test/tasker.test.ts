@@ -301,6 +301,8 @@ describe('starterLambdaFunctionProps', () => {
   test('what the tasker owns is refused with what to do', () => {
     refuses({ starterLambdaFunctionProps: { runtime: lambda.Runtime.PYTHON_3_12 } }, /runtime is not accepted.*provided.al2023/);
     refuses({ starterLambdaFunctionProps: { handler: 'index.handler' } }, /handler is not accepted/);
+    refuses({ starterLambdaFunctionProps: { logRetention: logs.RetentionDays.ONE_DAY } },
+      /logRetention is not accepted.*logRetention prop of SfnRedshiftTasker/);
     refuses({ starterLambdaFunctionProps: { reservedConcurrentExecutions: 1 } }, /reserved concurrency of 1 throttles/);
     refuses({ starterLambdaFunctionProps: { timeout: Duration.minutes(16) } }, /cannot exceed 15 minutes/);
     refuses({ completerLambdaFunctionProps: {} }, /completerLambdaFunctionProps no longer applies.*starterLambdaFunctionProps/);
