@@ -1,30 +1,36 @@
 #!/usr/bin/env python3
 """End to end: the CDK example app (cfn/cdk/examples) synthesized, its Lambda zip asset uploaded
 to moto's S3, the template deployed into the local stack (scripts/local-stack up: PostgreSQL,
-moto, tasker-local), and the seed's six example state machines run to their real outcomes.
+moto, tasker-local), and the seed's six example state machines run to their real outcomes. Then
+the package as users get it: `npm pack` (bundling BUILD_DIR's lambda-zip), the tarball installed
+beside an app written as the seed's README shows (test/fixtures/seed-app), synthesized with the
+bundled zip as its asset, deployed, and its callback state machine run.
 
 Usage: e2e_local_stack.py BUILD_DIR   (BUILD_DIR holds redshift-tasker and tasker-local)
 
 The package must be built first (npm ci && npm run build-dev in cfn/cdk: the cdk_package test).
-As in the C++ end-to-end tests, the function runs as BUILD_DIR's own redshift-tasker
-(tasker-local's --bootstrap), so the sanitizer build runs end to end; the asset is a zip whose
-bootstrap starts that binary. Exits 77 (skipped) when something is missing, unless
+As in the C++ end-to-end tests, every function runs as BUILD_DIR's own redshift-tasker
+(tasker-local's --bootstrap), so the sanitizer build runs end to end; the example app's asset is
+a zip whose bootstrap starts that binary (lambda_zip_test runs the bundled zip's own). Exits 77 (skipped) when something is missing, unless
 RSTASKER_REQUIRE_SERVERS=1. The stack is taken down at the end, and by its watchdog if this
 test dies.
 """
 
+import glob
 import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 import zipfile
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 PACKAGE = os.path.join(ROOT, "cfn", "cdk")
 STACK = "RedshiftTaskerCdkExamples"
+SEED_STACK = "SeedApp"  # the fixture app's stack name
 ASSETS_BUCKET = "rstasker-cdk-assets"
 
 
@@ -50,10 +56,12 @@ if not os.path.exists(APP):
 for binary in ("redshift-tasker", "tasker-local"):
     if not os.access(os.path.join(BUILD, binary), os.X_OK):
         unavailable(f"{BUILD}/{binary} is not built")
+if not glob.glob(os.path.join(BUILD, "redshift-tasker-*.zip")):
+    unavailable(f"{BUILD} has no Lambda zip for npm pack to bundle (build the lambda-zip target)")
 
 
-def run(argv, env=None, timeout=300):
-    result = subprocess.run(argv, env=env, timeout=timeout, capture_output=True, text=True)
+def run(argv, env=None, timeout=300, cwd=None):
+    result = subprocess.run(argv, env=env, timeout=timeout, capture_output=True, text=True, cwd=cwd)
     if result.returncode != 0:
         sys.exit(f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result.stdout
@@ -77,24 +85,47 @@ def bootstrap_zip(path):
         archive.writestr(info, f'#!/bin/sh\nexec "{BUILD}/redshift-tasker" "$@"\n')
 
 
-def synthesize(outdir, env_values, code_zip):
+def synthesize(app, stack, outdir, env_values, extra_context):
     context = {
-        "stackName": STACK,
         "clusterIdentifier": env_values["TASKER_CLUSTER_IDENTIFIER"],
         "dbName": env_values["TASKER_DATABASE"],
         "dbUser": env_values["TASKER_DB_USER"],
-        "lambdaZip": code_zip,
         "assetsBucket": ASSETS_BUCKET,
         # moto runs no schedules, and a schedule rule breaks its event delivery (docs/cloudformation.md).
         "reconcile": "false",
+        **extra_context,
     }
     env = dict(os.environ, CDK_OUTDIR=outdir, CDK_CONTEXT_JSON=json.dumps(context))
-    run(["node", APP], env=env)
-    with open(os.path.join(outdir, f"{STACK}.template.json"), encoding="utf-8") as f:
+    run(["node", app], env=env)
+    with open(os.path.join(outdir, f"{stack}.template.json"), encoding="utf-8") as f:
         template = f.read()
-    with open(os.path.join(outdir, f"{STACK}.assets.json"), encoding="utf-8") as f:
+    with open(os.path.join(outdir, f"{stack}.assets.json"), encoding="utf-8") as f:
         assets = json.load(f)
     return template, assets
+
+
+def packed_seed_app(state):
+    """npm pack, and the seed-style fixture app with the tarball installed beside it (the
+    package's peer dependencies are linked from cfn/cdk/node_modules, as an app's own)."""
+    pack_dir = os.path.join(state, "pack")
+    os.makedirs(pack_dir)
+    run(["npm", "pack", "--silent", "--pack-destination", pack_dir], cwd=PACKAGE,
+        env=dict(os.environ, RSTASKER_BUILD_DIR=BUILD))
+    [tarball] = glob.glob(os.path.join(pack_dir, "*.tgz"))
+    app_dir = os.path.join(state, "seed-app")
+    installed = os.path.join(app_dir, "node_modules", "redshift-tasker-cdk")
+    os.makedirs(installed)
+    with tarfile.open(tarball) as archive:
+        for member in archive.getmembers():
+            member.name = member.name.split("/", 1)[1]  # npm packs under package/
+            # The "data" filter where this Python has it (3.11.4 and later).
+            archive.extract(member, installed, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+    if not glob.glob(os.path.join(installed, "lambda", "redshift-tasker-*.zip")):
+        sys.exit(f"the tarball {tarball} holds no Lambda zip")
+    for peer in ("aws-cdk-lib", "constructs"):
+        os.symlink(os.path.join(PACKAGE, "node_modules", peer), os.path.join(app_dir, "node_modules", peer))
+    shutil.copy(os.path.join(PACKAGE, "test", "fixtures", "seed-app", "app.js"), app_dir)
+    return os.path.join(app_dir, "app.js"), os.path.getsize(tarball)
 
 
 def upload_assets(s3, outdir, assets, account, region):
@@ -124,22 +155,22 @@ def upload_assets(s3, outdir, assets, account, region):
     return uploaded
 
 
-def deploy(cfn, template):
-    cfn.create_stack(StackName=STACK, TemplateBody=template,
+def deploy(cfn, stack_name, template):
+    cfn.create_stack(StackName=stack_name, TemplateBody=template,
                      Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"])
     deadline = time.monotonic() + 180
     while True:
-        stack = cfn.describe_stacks(StackName=STACK)["Stacks"][0]
+        stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
         if not stack["StackStatus"].endswith("_IN_PROGRESS"):
             break
         if time.monotonic() > deadline:
-            sys.exit(f"stack {STACK} still {stack['StackStatus']} after 180 s")
+            sys.exit(f"stack {stack_name} still {stack['StackStatus']} after 180 s")
         time.sleep(0.2)
     if stack["StackStatus"] != "CREATE_COMPLETE":
-        for event in cfn.describe_stack_events(StackName=STACK)["StackEvents"][:20]:
+        for event in cfn.describe_stack_events(StackName=stack_name)["StackEvents"][:20]:
             if event.get("ResourceStatusReason"):
                 print(f"  {event['LogicalResourceId']}: {event['ResourceStatusReason']}")
-        sys.exit(f"stack {STACK} ended {stack['StackStatus']}")
+        sys.exit(f"stack {stack_name} ended {stack['StackStatus']}")
     return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 
 
@@ -154,9 +185,13 @@ EXPECTED = {
 }
 
 
-def run_examples(sfn, outputs):
+# The seed-style app's one callback task: its output is the completion the tasker called back with.
+SEED_EXPECTED = {"SeedStyle": ("SUCCEEDED", lambda out: out["detail"]["state"] == "FINISHED")}
+
+
+def run_examples(sfn, outputs, expected):
     executions = {}
-    for name in EXPECTED:
+    for name in expected:
         arn = outputs[f"{name}Arn"]
         executions[name] = sfn.start_execution(stateMachineArn=arn, input="{}")["executionArn"]
     results = {}
@@ -173,7 +208,7 @@ def run_examples(sfn, outputs):
             sys.exit(f"executions still running after 240 s: {missing}")
         time.sleep(0.2)
     failures = []
-    for name, (status, check) in EXPECTED.items():
+    for name, (status, check) in expected.items():
         described = results[name]
         output = json.loads(described.get("output") or "null")
         ok = described["status"] == status
@@ -211,19 +246,27 @@ def main():
         code_zip = os.path.join(state, "redshift-tasker.zip")
         bootstrap_zip(code_zip)
         outdir = os.path.join(state, "cdk.out")
-        template, assets = synthesize(outdir, values, code_zip)
+        template, assets = synthesize(APP, STACK, outdir, values, {"stackName": STACK, "lambdaZip": code_zip})
         session = boto3.session.Session(aws_access_key_id=values["AWS_ACCESS_KEY_ID"],
                                         aws_secret_access_key=values["AWS_SECRET_ACCESS_KEY"],
                                         region_name=values["AWS_REGION"])
         edge = values["AWS_ENDPOINT_URL"]
         account = session.client("sts", endpoint_url=edge).get_caller_identity()["Account"]
-        uploaded = upload_assets(session.client("s3", endpoint_url=edge), outdir, assets, account,
-                                 values["AWS_REGION"])
-        if uploaded == 0:
-            sys.exit("the synthesized app has no file asset: where is the Lambda zip?")
-        outputs = deploy(session.client("cloudformation", endpoint_url=edge), template)
+        s3 = session.client("s3", endpoint_url=edge)
+        cfn = session.client("cloudformation", endpoint_url=edge)
+        sfn = session.client("stepfunctions", endpoint_url=edge)
+        uploaded = upload_assets(s3, outdir, assets, account, values["AWS_REGION"])
+        outputs = deploy(cfn, STACK, template)
         print(f"deployed {STACK} ({uploaded} asset(s)); running the examples")
-        failures = run_examples(session.client("stepfunctions", endpoint_url=edge), outputs)
+        failures = run_examples(sfn, outputs, EXPECTED)
+
+        seed_app, tarball_size = packed_seed_app(state)
+        seed_out = os.path.join(state, "seed-app.out")
+        template, assets = synthesize(seed_app, SEED_STACK, seed_out, values, {})
+        uploaded = upload_assets(s3, seed_out, assets, account, values["AWS_REGION"])
+        outputs = deploy(cfn, SEED_STACK, template)
+        print(f"deployed {SEED_STACK} from the packed tarball ({tarball_size} bytes, {uploaded} asset(s))")
+        failures += run_examples(sfn, outputs, SEED_EXPECTED)
         if failures:
             print(f"function logs: {state}/stack/logs/functions")
             sys.exit(f"examples that did not end as expected: {failures}")
