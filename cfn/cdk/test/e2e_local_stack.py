@@ -20,6 +20,7 @@ import glob
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -97,11 +98,9 @@ def synthesize(app, stack, outdir, env_values, extra_context):
     }
     env = dict(os.environ, CDK_OUTDIR=outdir, CDK_CONTEXT_JSON=json.dumps(context))
     run(["node", app], env=env)
-    with open(os.path.join(outdir, f"{stack}.template.json"), encoding="utf-8") as f:
-        template = f.read()
     with open(os.path.join(outdir, f"{stack}.assets.json"), encoding="utf-8") as f:
         assets = json.load(f)
-    return template, assets
+    return os.path.join(outdir, f"{stack}.template.json"), assets
 
 
 def packed_seed_app(state):
@@ -129,7 +128,8 @@ def packed_seed_app(state):
 
 
 def upload_assets(s3, outdir, assets, account, region):
-    """Uploads every file asset of the manifest as `cdk deploy` would (a directory is zipped)."""
+    """Uploads every file asset of the manifest (the Lambda zip, the template itself) as
+    `cdk deploy` would (a directory is zipped)."""
     uploaded = 0
     for asset in assets.get("files", {}).values():
         source = os.path.join(outdir, asset["source"]["path"])
@@ -155,23 +155,15 @@ def upload_assets(s3, outdir, assets, account, region):
     return uploaded
 
 
-def deploy(cfn, stack_name, template):
-    cfn.create_stack(StackName=stack_name, TemplateBody=template,
-                     Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"])
-    deadline = time.monotonic() + 180
-    while True:
-        stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
-        if not stack["StackStatus"].endswith("_IN_PROGRESS"):
-            break
-        if time.monotonic() > deadline:
-            sys.exit(f"stack {stack_name} still {stack['StackStatus']} after 180 s")
-        time.sleep(0.2)
-    if stack["StackStatus"] != "CREATE_COMPLETE":
-        for event in cfn.describe_stack_events(StackName=stack_name)["StackEvents"][:20]:
-            if event.get("ResourceStatusReason"):
-                print(f"  {event['LogicalResourceId']}: {event['ResourceStatusReason']}")
-        sys.exit(f"stack {stack_name} ended {stack['StackStatus']}")
-    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+def deploy(script, env, stack_dir, stack_name, template_path):
+    """Deploys with `scripts/local-stack deploy-stack`; returns its outputs (SNAKE_NAME keys)."""
+    run([script, "deploy-stack", stack_name, template_path], env=env, timeout=400)
+    return read_assignments(os.path.join(stack_dir, "stacks", f"{stack_name}.env"))
+
+
+def output_key(name):
+    # deploy-stack writes the output SingleSuccessArn as SINGLE_SUCCESS_ARN.
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).upper()
 
 
 # What each example must end with: the execution's status, and a check of its output.
@@ -192,7 +184,7 @@ SEED_EXPECTED = {"SeedStyle": ("SUCCEEDED", lambda out: out["detail"]["state"] =
 def run_examples(sfn, outputs, expected):
     executions = {}
     for name in expected:
-        arn = outputs[f"{name}Arn"]
+        arn = outputs[output_key(f"{name}Arn")]
         executions[name] = sfn.start_execution(stateMachineArn=arn, input="{}")["executionArn"]
     results = {}
     deadline = time.monotonic() + 240
@@ -228,35 +220,36 @@ def main():
     # In the build directory, as the C++ end-to-end tests' stacks: PostgreSQL (run as the postgres
     # user when the test is root) must reach it, which a private temporary directory denies.
     state = os.path.join(BUILD, "e2e-cdk-local-stack")
+    stack_dir = os.path.join(state, "stack")
     script = os.path.join(ROOT, "scripts", "local-stack")
     env = dict(os.environ,
-               RSTASKER_LOCAL_STACK_DIR=os.path.join(state, "stack"),
+               RSTASKER_LOCAL_STACK_DIR=stack_dir,
                RSTASKER_BUILD_DIR=BUILD,
                RSTASKER_LOCAL_STACK_PREBUILT="1",
                RSTASKER_FUNCTION_BOOTSTRAP=os.path.join(BUILD, "redshift-tasker"),
                RSTASKER_LOCAL_STACK_OWNER_PID=str(os.getpid()))
-    if os.path.exists(os.path.join(state, "stack", "ports")):
+    if os.path.exists(os.path.join(stack_dir, "ports")):
         # A stack a previous run left behind (its watchdog normally takes it down) goes first.
         subprocess.run([script, "down"], env=env, timeout=120, capture_output=True)
     shutil.rmtree(state, ignore_errors=True)
     os.makedirs(state)
     try:
         run([script, "up"], env=env, timeout=180)
-        values = read_assignments(os.path.join(state, "stack", "env"))
+        values = read_assignments(os.path.join(stack_dir, "env"))
         code_zip = os.path.join(state, "redshift-tasker.zip")
         bootstrap_zip(code_zip)
         outdir = os.path.join(state, "cdk.out")
-        template, assets = synthesize(APP, STACK, outdir, values, {"stackName": STACK, "lambdaZip": code_zip})
+        template, assets = synthesize(APP, STACK, outdir, values,
+                                      {"stackName": STACK, "lambdaZip": code_zip})
         session = boto3.session.Session(aws_access_key_id=values["AWS_ACCESS_KEY_ID"],
                                         aws_secret_access_key=values["AWS_SECRET_ACCESS_KEY"],
                                         region_name=values["AWS_REGION"])
         edge = values["AWS_ENDPOINT_URL"]
         account = session.client("sts", endpoint_url=edge).get_caller_identity()["Account"]
         s3 = session.client("s3", endpoint_url=edge)
-        cfn = session.client("cloudformation", endpoint_url=edge)
         sfn = session.client("stepfunctions", endpoint_url=edge)
         uploaded = upload_assets(s3, outdir, assets, account, values["AWS_REGION"])
-        outputs = deploy(cfn, STACK, template)
+        outputs = deploy(script, env, stack_dir, STACK, template)
         print(f"deployed {STACK} ({uploaded} asset(s)); running the examples")
         failures = run_examples(sfn, outputs, EXPECTED)
 
@@ -264,11 +257,11 @@ def main():
         seed_out = os.path.join(state, "seed-app.out")
         template, assets = synthesize(seed_app, SEED_STACK, seed_out, values, {})
         uploaded = upload_assets(s3, seed_out, assets, account, values["AWS_REGION"])
-        outputs = deploy(cfn, SEED_STACK, template)
+        outputs = deploy(script, env, stack_dir, SEED_STACK, template)
         print(f"deployed {SEED_STACK} from the packed tarball ({tarball_size} bytes, {uploaded} asset(s))")
         failures += run_examples(sfn, outputs, SEED_EXPECTED)
         if failures:
-            print(f"function logs: {state}/stack/logs/functions")
+            print(f"function logs: {stack_dir}/logs/functions")
             sys.exit(f"examples that did not end as expected: {failures}")
         print("every example ended as expected")
     finally:
