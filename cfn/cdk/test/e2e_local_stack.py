@@ -48,6 +48,9 @@ try:
     import moto.server  # noqa: F401  (scripts/local-stack runs moto's server)
 except ImportError as missing:
     unavailable(f"moto with its server extras is not installed ({missing})")
+# KEY=VALUE files (the local stack's env, deploy-stack's outputs): read as the demo reads them.
+sys.path.insert(0, os.path.join(ROOT, "scripts", "lib"))
+from demo import read_env  # noqa: E402
 for program in ("node", "zip", "curl", "setsid"):
     if shutil.which(program) is None:
         unavailable(f"{program} is not installed")
@@ -66,16 +69,6 @@ def run(argv, env=None, timeout=300, cwd=None):
     if result.returncode != 0:
         sys.exit(f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result.stdout
-
-
-def read_assignments(path):
-    values = {}
-    with open(path, encoding="utf-8") as lines:
-        for line in lines:
-            key, sep, value = line.rstrip("\n").partition("=")
-            if sep:
-                values[key] = value
-    return values
 
 
 def bootstrap_zip(path):
@@ -158,7 +151,7 @@ def upload_assets(s3, outdir, assets, account, region):
 def deploy(script, env, stack_dir, stack_name, template_path):
     """Deploys with `scripts/local-stack deploy-stack`; returns its outputs (SNAKE_NAME keys)."""
     run([script, "deploy-stack", stack_name, template_path], env=env, timeout=400)
-    return read_assignments(os.path.join(stack_dir, "stacks", f"{stack_name}.env"))
+    return read_env(os.path.join(stack_dir, "stacks", f"{stack_name}.env"))
 
 
 def output_key(name):
@@ -235,7 +228,7 @@ def main():
     os.makedirs(state)
     try:
         run([script, "up"], env=env, timeout=180)
-        values = read_assignments(os.path.join(stack_dir, "env"))
+        values = read_env(os.path.join(stack_dir, "env"))
         code_zip = os.path.join(state, "redshift-tasker.zip")
         bootstrap_zip(code_zip)
         outdir = os.path.join(state, "cdk.out")
