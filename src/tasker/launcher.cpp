@@ -5,6 +5,7 @@
 
 #include "rstasker/aws/sigv4.hpp"
 #include "rstasker/common/error.hpp"
+#include "rstasker/common/log.hpp"
 #include "rstasker/common/text.hpp"
 #include "rstasker/tasker/metrics.hpp"
 
@@ -184,6 +185,8 @@ StartResult Launcher::start(const StartRequest& request, const aws::CallContext&
   }
   if (!keep_record) record.key.invocation_id = StatementKey::new_invocation_id();
   const std::string name = record.key.statement_name();
+  log::ScopedFields fields{{"statementName", name},
+                           {"waiter", metric::waiter_name(record.waiter.kind)}};
 
   // What follows a failed or late start must happen even when the work deadline has passed (it
   // may be the failure): it gets the cleanup budget, or a lock would stay taken for nothing.

@@ -6,6 +6,7 @@
 #include <ctime>
 
 #include "rstasker/common/error.hpp"
+#include "rstasker/common/log.hpp"
 #include "rstasker/common/text.hpp"
 #include "rstasker/tasker/metrics.hpp"
 
@@ -133,6 +134,7 @@ Json Reconciler::run(std::chrono::seconds older_than, const aws::CallContext& co
 Reconciler::Examined Reconciler::examine(const StatementRecord& record, std::int64_t now,
                                          const aws::CallContext& context) {
   const std::string name = record.key.statement_name();
+  log::ScopedFields fields{{"statementName", name}, {"statementId", record.statement_id}};
   try {
     std::string id = record.statement_id;
     if (id.empty()) id = services::find_statement_by_name(*redshift_, name, context).value_or("");

@@ -11,6 +11,31 @@
 
 namespace rstasker::tasker {
 
+namespace {
+
+// The `action` log field: the action's name, or what kind of event this is.
+std::string action_name(const CheckedEvent& checked) {
+  switch (checked.shape()) {
+    case EventShape::kAction:
+      return string_member(checked.event(), "action").empty()
+                 ? "executeStatement"
+                 : string_member(checked.event(), "action");
+    case EventShape::kSqsBatch:
+      return "completionBatch";
+    case EventShape::kCloudFormation:
+      return "customResource" + string_member(checked.event(), "RequestType");
+  }
+  return "";
+}
+
+// A string member for a log field, or null.
+Json optional_string(const Json& event, const char* key) {
+  auto it = event.find(key);
+  return it != event.end() && it->is_string() ? *it : Json(nullptr);
+}
+
+}  // namespace
+
 Tasker::Tasker(Config config, Dependencies dependencies, CompletionOptions completion_options)
     : config_(std::move(config)),
       deps_(std::move(dependencies)),
@@ -35,7 +60,14 @@ Json Tasker::handle(const CheckedEvent& checked, const aws::CallContext& context
   struct FlushMetrics {
     ~FlushMetrics() { metrics::flush(); }
   } flush_metrics;
-  if (std::exchange(cold_, false)) metrics::count(metric::kColdStart);
+  const bool cold = std::exchange(cold_, false);
+  if (cold) metrics::count(metric::kColdStart);
+  log::set_invocation_field("coldStart", cold);
+  log::set_invocation_field("action", action_name(checked));
+  const Json& event = checked.event();
+  log::ScopedFields fields{{"executionArn", optional_string(event, "executionArn")},
+                           {"stackId", optional_string(event, "StackId")},
+                           {"logicalResourceId", optional_string(event, "LogicalResourceId")}};
   switch (checked.shape()) {
     case EventShape::kAction:
       if (checked.action() == nullptr) break;
