@@ -8,6 +8,7 @@
 #include "rstasker/common/metrics.hpp"
 #include "rstasker/tasker/events.hpp"
 #include "rstasker/tasker/metrics.hpp"
+#include "rstasker/tasker/waiting.hpp"
 
 namespace rstasker::tasker {
 
@@ -138,6 +139,9 @@ Json Tasker::run_action(const Json& event, const ActionRequest& request,
     }
     case ActionKind::kQueryRunnerStep:
       return query_runner_.step(event, context);
+    case ActionKind::kListWaiting:
+      return list_waiting(*deps_.state, static_cast<std::size_t>(request.limit.value_or(50)),
+                          request.next_token, now_epoch_ms(), context);
   }
   throw Error(error_names::kInternalError, "unhandled action");
 }
