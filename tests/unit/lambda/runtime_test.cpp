@@ -535,6 +535,7 @@ TEST_F(BinaryTest, EachInvocationWritesItsMetricsAsEmbeddedMetricFormat) {
   env.push_back("AWS_LAMBDA_RUNTIME_API=" + server_.address());
   env.push_back("AWS_LAMBDA_FUNCTION_NAME=fn-under-test");
   env.push_back("METRICS_NAMESPACE=OpsTest");
+  env.push_back("AWS_LAMBDA_LOG_LEVEL=WARN");  // metrics must still reach the log
   options.argv = {"env", "-i"};
   options.argv.insert(options.argv.end(), env.begin(), env.end());
   options.argv.push_back(binary_.string());
@@ -562,6 +563,7 @@ TEST_F(BinaryTest, EachInvocationWritesItsMetricsAsEmbeddedMetricFormat) {
   ASSERT_EQ(docs.size(), 1u) << "only the cold start has something to report";
   EXPECT_EQ(docs[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"], "OpsTest");
   EXPECT_EQ(docs[0]["FunctionName"], "fn-under-test");
+  EXPECT_EQ(docs[0]["level"], "WARN") << "at the filter's level, so Lambda keeps it";
   EXPECT_EQ(rstasker::testing::emf_totals(docs)["ColdStart"], 1);
 
   // The same run's JSON log lines carry the structured fields.
