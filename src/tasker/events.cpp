@@ -33,7 +33,7 @@ struct ActionInfo {
   ActionKind kind;
 };
 
-constexpr std::array<ActionInfo, 7> kActions = {{
+constexpr std::array<ActionInfo, 8> kActions = {{
     {"executeStatement", ActionKind::kExecuteStatement},
     {"executeSingletonStatement", ActionKind::kExecuteSingletonStatement},
     {"describeStatement", ActionKind::kDescribeStatement},
@@ -41,6 +41,7 @@ constexpr std::array<ActionInfo, 7> kActions = {{
     {"getStatementResult", ActionKind::kGetStatementResult},
     {"reconcile", ActionKind::kReconcile},
     {"queryRunnerStep", ActionKind::kQueryRunnerStep},
+    {"listWaiting", ActionKind::kListWaiting},
 }};
 
 constexpr std::array<std::string_view, 10> kExecuteFields = {
@@ -62,6 +63,8 @@ std::set<std::string_view> fields_of(ActionKind kind) {
       return {"olderThanSeconds"};
     case ActionKind::kQueryRunnerStep:
       return {};  // QueryRunner checks its own fields
+    case ActionKind::kListWaiting:
+      return {"limit", "nextToken"};
   }
   return {};
 }
@@ -431,6 +434,17 @@ ActionRequest parse_action(const Json& event) {
     }
     case ActionKind::kQueryRunnerStep:
       break;
+    case ActionKind::kListWaiting: {
+      if (const Json* limit = fields.find("limit")) {
+        if (!limit->is_number_integer() || limit->get<std::int64_t>() < 1 ||
+            limit->get<std::int64_t>() > 100) {
+          throw invalid_request("field 'limit' must be a whole number from 1 to 100");
+        }
+        request.limit = limit->get<std::int64_t>();
+      }
+      request.next_token = fields.string("nextToken").value_or("");
+      break;
+    }
     case ActionKind::kReconcile: {
       if (const Json* older = fields.find("olderThanSeconds")) {
         if (!older->is_number_integer() || older->get<std::int64_t>() < 0 ||

@@ -9,6 +9,7 @@
 #include "rstasker/aws/sigv4.hpp"
 #include "rstasker/common/error.hpp"
 #include "rstasker/common/json.hpp"
+#include "rstasker/common/log.hpp"
 #include "rstasker/common/text.hpp"
 #include "rstasker/tasker/metrics.hpp"
 #include "tasker/running_statements.hpp"
@@ -355,6 +356,8 @@ StartResult Launcher::repeat(const StatementRecord& earlier, const StartRequest&
 StartResult Launcher::launch(const StatementRecord& record, bool keep_record,
                              const StartRequest& request, const aws::CallContext& context) {
   const std::string name = record.key.statement_name();
+  log::ScopedFields fields{{"statementName", name},
+                           {"waiter", metric::waiter_name(record.waiter.kind)}};
 
   // What follows a failed or late start must happen even when the work deadline has passed (it
   // may be the failure): it gets the cleanup budget, or a lock would stay taken for nothing.

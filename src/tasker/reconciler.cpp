@@ -6,6 +6,7 @@
 #include <ctime>
 
 #include "rstasker/common/error.hpp"
+#include "rstasker/common/log.hpp"
 #include "rstasker/common/text.hpp"
 #include "rstasker/tasker/metrics.hpp"
 
@@ -206,6 +207,7 @@ Reconciler::Examined Reconciler::after_completion(Disposition disposition, Exami
 Reconciler::Examined Reconciler::examine(const StatementRecord& record, std::int64_t now,
                                          const aws::CallContext& context) {
   const std::string name = record.key.statement_name();
+  log::ScopedFields fields{{"statementName", name}, {"statementId", record.statement_id}};
   try {
     std::string id = record.statement_id;
     if (id.empty()) {

@@ -8,6 +8,7 @@
 #include "rstasker/common/metrics.hpp"
 #include "rstasker/tasker/events.hpp"
 #include "rstasker/tasker/metrics.hpp"
+#include "rstasker/tasker/waiting.hpp"
 #include "tasker/redshift_user.hpp"
 
 namespace rstasker::tasker {
@@ -30,6 +31,27 @@ Json without_password_literals(Json described) {
     for (Json& sub : *subs) redact(sub);
   }
   return described;
+}
+
+// The `action` log field: the action's name, or what kind of event this is.
+std::string action_name(const CheckedEvent& checked) {
+  switch (checked.shape()) {
+    case EventShape::kAction:
+      return string_member(checked.event(), "action").empty()
+                 ? "executeStatement"
+                 : string_member(checked.event(), "action");
+    case EventShape::kSqsBatch:
+      return "completionBatch";
+    case EventShape::kCloudFormation:
+      return "customResource" + string_member(checked.event(), "RequestType");
+  }
+  return "";
+}
+
+// A string member for a log field, or null.
+Json optional_string(const Json& event, const char* key) {
+  auto it = event.find(key);
+  return it != event.end() && it->is_string() ? *it : Json(nullptr);
 }
 
 }  // namespace
@@ -58,7 +80,14 @@ Json Tasker::handle(const CheckedEvent& checked, const aws::CallContext& context
   struct FlushMetrics {
     ~FlushMetrics() { metrics::flush(); }
   } flush_metrics;
-  if (std::exchange(cold_, false)) metrics::count(metric::kColdStart);
+  const bool cold = std::exchange(cold_, false);
+  if (cold) metrics::count(metric::kColdStart);
+  log::set_invocation_field("coldStart", cold);
+  log::set_invocation_field("action", action_name(checked));
+  const Json& event = checked.event();
+  log::ScopedFields fields{{"executionArn", optional_string(event, "executionArn")},
+                           {"stackId", optional_string(event, "StackId")},
+                           {"logicalResourceId", optional_string(event, "LogicalResourceId")}};
   switch (checked.shape()) {
     case EventShape::kAction:
       if (checked.action() == nullptr) break;
@@ -166,6 +195,9 @@ Json Tasker::run_action(const Json& event, const ActionRequest& request,
     }
     case ActionKind::kQueryRunnerStep:
       return query_runner_.step(event, context);
+    case ActionKind::kListWaiting:
+      return list_waiting(*deps_.state, static_cast<std::size_t>(request.limit.value_or(50)),
+                          request.next_token, now_epoch_ms(), context);
   }
   throw Error(error_names::kInternalError, "unhandled action");
 }

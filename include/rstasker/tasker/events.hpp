@@ -29,6 +29,7 @@ enum class ActionKind {
   kGetStatementResult,
   kReconcile,
   kQueryRunnerStep,  // the query-runner state machine's step; its fields are checked by QueryRunner
+  kListWaiting,      // what is waiting for a completion now (operators' view)
 };
 std::string_view action_name(ActionKind kind);
 
@@ -63,6 +64,7 @@ struct ActionRequest {
   std::string idempotency_key;
   TargetOverride target;
   std::optional<std::int64_t> older_than_seconds;  // reconcile; absent: the configured threshold
+  std::optional<std::int64_t> limit;               // listWaiting: page size (1 to 100)
 };
 
 // Checks SQL text as the Data API would: not empty or blank, at most kMaxSqlLength characters.
