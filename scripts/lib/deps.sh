@@ -82,7 +82,11 @@ rstasker_install_arm64_packages() {
     echo "==> enabling Debian's arm64 multiarch (dpkg --add-architecture arm64)"
     rstasker_as_root dpkg --add-architecture arm64
   fi
-  rstasker_apt_install_missing "${rstasker_arm64_debian_packages[@]}"
+  rstasker_apt_install_missing "${rstasker_arm64_debian_packages[@]}" || {
+    echo "error: the arm64 packages could not be installed. Debian's archive has them; Ubuntu" \
+      "serves arm64 from ports.ubuntu.com, which its apt sources must name for arm64" >&2
+    exit 1
+  }
 }
 
 rstasker_install_moto() {
