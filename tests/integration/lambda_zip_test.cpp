@@ -118,9 +118,10 @@ struct TestPki {
     bool made = run({"req", "-x509", "-subj", "/CN=rstasker test CA", "-keyout",
                      (dir / "ca.key").string(), "-out", pki.ca_cert.string()}) &&
                 run({"req", "-x509", "-subj", std::string("/CN=") + kEndpointHost, "-addext",
-                     std::string("subjectAltName=DNS:") + kEndpointHost, "-CA",
-                     pki.ca_cert.string(), "-CAkey", (dir / "ca.key").string(), "-keyout",
-                     pki.server_key.string(), "-out", pki.server_cert.string()}) &&
+                     std::string("subjectAltName=DNS:") + kEndpointHost, "-addext",
+                     "basicConstraints=critical,CA:FALSE", "-CA", pki.ca_cert.string(), "-CAkey",
+                     (dir / "ca.key").string(), "-keyout", pki.server_key.string(), "-out",
+                     pki.server_cert.string()}) &&
                 run({"req", "-x509", "-subj", "/CN=rstasker unrelated CA", "-keyout",
                      (dir / "other-ca.key").string(), "-out", pki.other_ca_cert.string()});
     if (!made) throw std::runtime_error("openssl could not make the test certificates");
@@ -245,19 +246,20 @@ class LambdaZip : public ::testing::Test {
       const char* qemu_name = machine_ == EM_AARCH64 ? "qemu-aarch64-static" : "qemu-x86_64-static";
       auto qemu = find_program(qemu_name);
       auto chroot = find_program("chroot");
+      auto mount = find_program("mount");
       if (!qemu) {
         return std::string(qemu_name) + " is needed (Debian: apt-get install qemu-user-static)";
       }
       // A private user and mount namespace gets its own binfmt_misc (Linux 6.7 and later):
       // qemu is registered there only, then the shell enters the root.
-      if (unshare && chroot) {
+      if (unshare && chroot && mount) {
         fs::create_directories(scratch_ / "binfmt");
         candidates.push_back(
             {unshare->string(), "--user", "--map-root-user", "--mount", "/bin/sh", "-c",
-             R"(mount -t binfmt_misc binfmt_misc "$1" && printf '%s' "$2" > "$1/register" &&)"
-             R"( chroot=$3 root=$4 && shift 4 && exec "$chroot" "$root" "$@")",
-             "isolate", (scratch_ / "binfmt").string(), binfmt_rule(machine_, *qemu),
-             chroot->string(), root_.string()});
+             R"("$1" -t binfmt_misc binfmt_misc "$2" && printf '%s' "$3" > "$2/register" &&)"
+             R"( chroot=$4 root=$5 && shift 5 && exec "$chroot" "$root" "$@")",
+             "isolate", mount->string(), (scratch_ / "binfmt").string(),
+             binfmt_rule(machine_, *qemu), chroot->string(), root_.string()});
       }
     } else {
       if (auto chroot = find_program("chroot"); chroot && ::geteuid() == 0) {
@@ -318,15 +320,17 @@ class LambdaZip : public ::testing::Test {
             "LOG_LEVEL=INFO"};
   }
 
-  // `env -i <environment> <isolation> /bootstrap`.
+  // `env -i <environment> <isolation> /bootstrap <arguments>`.
   std::vector<std::string> bootstrap_argv(const std::vector<std::string>& environment,
-                                          const std::vector<std::string>& isolate) {
+                                          const std::vector<std::string>& isolate,
+                                          const std::vector<std::string>& arguments = {}) {
     auto env = find_program("env");
     if (!env) throw std::runtime_error("env is not installed");
     std::vector<std::string> argv = {env->string(), "-i"};
     argv.insert(argv.end(), environment.begin(), environment.end());
     argv.insert(argv.end(), isolate.begin(), isolate.end());
     argv.push_back("/bootstrap");
+    argv.insert(argv.end(), arguments.begin(), arguments.end());
     return argv;
   }
 
@@ -425,7 +429,7 @@ TEST_F(LambdaZip, AnswersInvocationsAndCallsAwsOverTlsByHostNameInAnIsolatedRoot
 
   // Inside the root: `bootstrap --version` alone.
   int status = -1;
-  std::string out = output_of({.argv = bootstrap_argv({}, isolate)}, &status);
+  std::string out = output_of({.argv = bootstrap_argv({}, isolate, {"--version"})}, &status);
   EXPECT_EQ(status, 0) << out;
   EXPECT_TRUE(out.starts_with("redshift-tasker ")) << out;
 

@@ -13,10 +13,15 @@ git -C "$root" rev-parse --verify --quiet "$commit^{commit}" >/dev/null || {
 work=$(mktemp -d "${TMPDIR:-/tmp}/rstasker-reproducible.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
+# The second release compiles everything afresh (no ccache): objects the first took from the
+# cache came from other directories, so a path that leaked into them would show as a difference.
 for run in first second; do
   mkdir -p "$work/$run/tmp"
   echo "==> $run release of $commit"
-  TMPDIR="$work/$run/tmp" "$root/scripts/release" --out "$work/$run/dist" "$commit"
+  cache=()
+  [ "$run" = second ] && cache=(CCACHE_DISABLE=1)
+  env "${cache[@]}" TMPDIR="$work/$run/tmp" "$root/scripts/release" --out "$work/$run/dist" \
+    "$commit"
 done
 
 status=0
