@@ -6,8 +6,9 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 commit=${1:-HEAD}
-git -C "$root" rev-parse --verify --quiet "$commit^{commit}" >/dev/null || {
-  echo "$root is not a git checkout with $commit: there is no commit to release"
+# Resolved once: HEAD may move while the releases build.
+commit=$(git -C "$root" rev-parse --verify --quiet "$commit^{commit}") || {
+  echo "$root is not a git checkout with ${1:-HEAD}: there is no commit to release"
   exit 1
 }
 work=$(mktemp -d "${TMPDIR:-/tmp}/rstasker-reproducible.XXXXXX")
