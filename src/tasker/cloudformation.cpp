@@ -166,8 +166,8 @@ const Json& properties_of(const Json& raw, std::string_view key) {
 std::vector<std::string> sql_property(const Json& properties, const std::string& key) {
   for (const auto& [name, value] : properties.items()) {
     if (name != key && iequals(name, key)) {
-      throw invalid_request("property '" + name + "' is not recognised; did you mean '" + key +
-                            "'?");
+      throw invalid_request("property '" + excerpt(name) + "' is not recognised; did you mean '" +
+                            key + "'?");
     }
   }
   auto it = properties.find(key);
@@ -406,6 +406,11 @@ Json CustomResources::handle(const Json& raw, const aws::CallContext& context) {
   if (!raw.is_object()) throw invalid_request("a CloudFormation request must be a JSON object");
   if (auto problem = response_url_problem(raw); !problem.empty()) {
     throw invalid_request("the CloudFormation request cannot be answered: " + problem);
+  }
+  if (auto problem = responder_->url_problem(string_member(raw, "ResponseURL")); !problem.empty()) {
+    // Refused before any work: nothing is ever sent to a host the sender chose.
+    throw invalid_request("the CloudFormation request cannot be answered: its ResponseURL " +
+                          problem);
   }
   const Request request = read_request(raw);
   log::ScopedSecret url_guard(request.response_url);
