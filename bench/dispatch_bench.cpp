@@ -74,6 +74,50 @@ void BM_CompletionBatchOf10(benchmark::State& state) {
 }
 BENCHMARK(BM_CompletionBatchOf10)->Unit(benchmark::kMicrosecond);
 
+// Hostile events of about 6 MB (Lambda's synchronous payload limit) refused through the whole
+// path: parse, then validation. Flat: one object of many small members; wide: an array of many
+// empty objects (the shape that made a depth-checking parser quadratic). Reports ms per MB.
+std::string flat_event(std::size_t bytes) {
+  std::string event = R"({"action":"executeStatement")";
+  for (std::size_t i = 0; event.size() < bytes; ++i) event += ",\"k" + std::to_string(i) + "\":1";
+  return event + "}";
+}
+
+std::string wide_event(std::size_t bytes) {
+  std::string event = R"({"action":"executeStatement","padding":[{})";
+  while (event.size() < bytes) event += ",{}";
+  return event + "]}";
+}
+
+void refuse_event(benchmark::State& state, const std::string& payload) {
+  Bench b;
+  for (auto _ : state) {
+    try {
+      b.tasker.handle_payload(payload, b.context);
+      state.SkipWithError("the event was accepted");
+    } catch (const rstasker::Error& e) {
+      benchmark::DoNotOptimize(e.name());
+    }
+  }
+  const double mb = static_cast<double>(payload.size()) / 1e6;
+  state.counters["ms_per_MB"] =
+      benchmark::Counter(mb * static_cast<double>(state.iterations()) / 1e3,
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.SetBytesProcessed(static_cast<std::int64_t>(payload.size()) * state.iterations());
+}
+
+constexpr std::size_t kSixMegabytes = 6'000'000;
+
+void BM_FlatEventOf6MB(benchmark::State& state) {
+  refuse_event(state, flat_event(kSixMegabytes));
+}
+BENCHMARK(BM_FlatEventOf6MB)->Unit(benchmark::kMillisecond);
+
+void BM_WideEventOf6MB(benchmark::State& state) {
+  refuse_event(state, wide_event(kSixMegabytes));
+}
+BENCHMARK(BM_WideEventOf6MB)->Unit(benchmark::kMillisecond);
+
 }  // namespace
 
 int main(int argc, char** argv) {

@@ -43,7 +43,10 @@ and AWS_ENDPOINT_URL[_<SERVICE>] to reach other endpoints (the local stack).
 constexpr std::chrono::minutes kInvokeTimeout{15};
 
 int print_error(const std::string& type, const std::string& message) {
-  std::cout << rstasker::dump_json({{"errorType", type}, {"errorMessage", message}}) << '\n';
+  // Bounded and redacted as the Runtime API's error would be.
+  std::cout << rstasker::dump_json(
+                   {{"errorType", type}, {"errorMessage", rstasker::log::bounded_message(message)}})
+            << '\n';
   return 1;
 }
 

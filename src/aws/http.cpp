@@ -15,7 +15,9 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <mutex>
 
@@ -145,10 +147,38 @@ std::size_t on_header(char* data, std::size_t size, std::size_t count, void* use
   return n;
 }
 
+// Whether a failed exchange may succeed when tried again. A certificate that does not verify or a
+// host name that does not resolve is a configuration problem (a wrong endpoint or CA bundle):
+// retrying it only spends the invocation's time.
+bool is_transient(CURLcode code) {
+  switch (code) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_URL_MALFORMAT:
+      return false;
+    default:
+      return true;
+  }
+}
+
 class CurlTransport final : public HttpTransport {
  public:
   explicit CurlTransport(CurlOptions options) : options_(std::move(options)) {
     if (options_.ca_bundle.empty()) options_.ca_bundle = default_ca_bundle();
+    if (options_.max_response_bytes == 0) {
+      std::size_t memory_mib = 0;
+      if (const char* memory = std::getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"); memory != nullptr) {
+        std::from_chars(memory, memory + std::strlen(memory), memory_mib);
+      }
+      options_.max_response_bytes = response_cap_for_memory(memory_mib);
+    }
   }
 
   HttpResponse send(const HttpRequest& request, const Deadline& deadline) override {
@@ -156,6 +186,7 @@ class CurlTransport final : public HttpTransport {
       throw Error(error_names::kDeadlineExceeded,
                   "no time left in the invocation to call " + origin_of(request.url));
     }
+    check_header_fields(request);
     std::string origin = origin_of(request.url);
     CurlHandle handle = acquire(origin);
     HttpResponse response;
@@ -188,7 +219,7 @@ class CurlTransport final : public HttpTransport {
       }
       throw Error(error_names::kNetworkError,
                   std::string("request to ") + origin + " failed: " + curl().easy_strerror(code), 0,
-                  true);
+                  is_transient(code));
     }
     curl().easy_getinfo(handle.get(), CURLINFO_RESPONSE_CODE, &response.status);
     release(origin, std::move(handle));
@@ -321,6 +352,25 @@ std::string HttpResponse::header(std::string_view name) const {
     if (iequals(key, name)) return value;
   }
   return {};
+}
+
+std::size_t response_cap_for_memory(std::size_t memory_mib) {
+  constexpr std::size_t kMiB = std::size_t{1} << 20;
+  if (memory_mib == 0) return 64 * kMiB;
+  return std::clamp(memory_mib * kMiB / 8, 4 * kMiB, 64 * kMiB);
+}
+
+void check_header_fields(const HttpRequest& request) {
+  auto breaks_a_line = [](std::string_view text) {
+    return text.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos;
+  };
+  for (const auto& [name, value] : request.headers) {
+    if (breaks_a_line(name) || breaks_a_line(value)) {
+      throw Error(error_names::kInternalError,
+                  "refusing to send header '" + excerpt(name) +
+                      "': its name or value holds a line break or NUL");
+    }
+  }
 }
 
 std::string default_ca_bundle() {

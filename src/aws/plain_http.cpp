@@ -12,6 +12,7 @@
 #include <map>
 #include <mutex>
 
+#include "aws/plain_http_reader.hpp"
 #include "rstasker/aws/http.hpp"
 #include "rstasker/common/error.hpp"
 
@@ -113,132 +114,121 @@ void send_all(int fd, std::string_view data, const Deadline& deadline, const std
   }
 }
 
-// Reads the response; `received_any` tells the caller whether a failure happened before a single
-// byte came back (a kept-alive connection the server had closed: safe to retry once).
-class ResponseReader {
- public:
-  ResponseReader(int fd, const Deadline& deadline, std::string origin, std::size_t max_bytes)
-      : fd_(fd), deadline_(deadline), origin_(std::move(origin)), max_bytes_(max_bytes) {}
+}  // namespace
 
-  // `head`: the request was HEAD, so the answer has no body whatever its headers say.
-  HttpResponse read(bool head, bool* keep_alive) {
-    HttpResponse response;
-    std::string line = read_line();
-    // "HTTP/1.1 200 OK"
-    auto space = line.find(' ');
-    if (!line.starts_with("HTTP/1.") || space == std::string::npos) {
-      throw network_error(origin_, "malformed status line");
+namespace detail {
+
+HttpResponse ResponseReader::read(bool head, bool* keep_alive) {
+  HttpResponse response;
+  std::string line = read_line();
+  // "HTTP/1.1 200 OK"
+  auto space = line.find(' ');
+  if (!line.starts_with("HTTP/1.") || space == std::string::npos) {
+    throw network_error(origin_, "malformed status line");
+  }
+  std::string_view code = std::string_view(line).substr(space + 1, 3);
+  std::from_chars(code.data(), code.data() + code.size(), response.status);
+  *keep_alive = !line.starts_with("HTTP/1.0");
+  std::size_t content_length = 0;
+  bool has_length = false;
+  bool chunked = false;
+  for (line = read_line(); !line.empty(); line = read_line()) {
+    auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string name = line.substr(0, colon);
+    std::string value = line.substr(colon + 1);
+    value.erase(0, value.find_first_not_of(" \t"));
+    if (strcasecmp(name.c_str(), "content-length") == 0) {
+      has_length = std::from_chars(value.data(), value.data() + value.size(), content_length).ec ==
+                   std::errc();
+    } else if (strcasecmp(name.c_str(), "transfer-encoding") == 0) {
+      chunked = strcasecmp(value.c_str(), "chunked") == 0;
+    } else if (strcasecmp(name.c_str(), "connection") == 0) {
+      *keep_alive = strcasecmp(value.c_str(), "close") != 0;
     }
-    std::string_view code = std::string_view(line).substr(space + 1, 3);
-    std::from_chars(code.data(), code.data() + code.size(), response.status);
-    *keep_alive = !line.starts_with("HTTP/1.0");
-    std::size_t content_length = 0;
-    bool has_length = false;
-    bool chunked = false;
-    for (line = read_line(); !line.empty(); line = read_line()) {
-      auto colon = line.find(':');
-      if (colon == std::string::npos) continue;
-      std::string name = line.substr(0, colon);
-      std::string value = line.substr(colon + 1);
-      value.erase(0, value.find_first_not_of(" \t"));
-      if (strcasecmp(name.c_str(), "content-length") == 0) {
-        has_length =
-            std::from_chars(value.data(), value.data() + value.size(), content_length).ec ==
-            std::errc();
-      } else if (strcasecmp(name.c_str(), "transfer-encoding") == 0) {
-        chunked = strcasecmp(value.c_str(), "chunked") == 0;
-      } else if (strcasecmp(name.c_str(), "connection") == 0) {
-        *keep_alive = strcasecmp(value.c_str(), "close") != 0;
-      }
-      response.headers.emplace_back(std::move(name), std::move(value));
-    }
-    if (head || response.status == 204 || response.status == 304) {
-      return response;
-    }
-    if (chunked) {
-      while (true) {
-        std::string size_line = read_line();
-        std::size_t size = 0;
-        std::from_chars(size_line.data(), size_line.data() + size_line.size(), size, 16);
-        if (size == 0) {
-          while (!read_line().empty()) {
-          }
-          break;
-        }
-        read_exact(size, response.body);
-        read_line();
-      }
-    } else if (has_length) {
-      read_exact(content_length, response.body);
-    } else {
-      while (fill()) {  // until the server closes
-      }
-      take(buffer_.size(), response.body);
-      *keep_alive = false;
-    }
+    response.headers.emplace_back(std::move(name), std::move(value));
+  }
+  if (head || response.status == 204 || response.status == 304) {
     return response;
   }
-
-  bool received_any() const { return received_any_; }
-
- private:
-  bool fill() {
-    char chunk[16384];
+  if (chunked) {
     while (true) {
-      ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
-      if (n > 0) {
-        received_any_ = true;
-        if (buffer_.size() + static_cast<std::size_t>(n) > max_bytes_ + 65536) {
-          throw Error(error_names::kNetworkError, "response from " + origin_ + " exceeds " +
-                                                      std::to_string(max_bytes_) + " bytes");
+      std::string size_line = read_line();
+      std::size_t size = 0;
+      std::from_chars(size_line.data(), size_line.data() + size_line.size(), size, 16);
+      if (size == 0) {
+        while (!read_line().empty()) {
         }
-        buffer_.append(chunk, static_cast<std::size_t>(n));
-        return true;
+        break;
       }
-      if (n == 0) return false;
-      if (errno == EAGAIN || errno == EINTR) {
-        wait_for(fd_, POLLIN, deadline_, origin_);
-        continue;
+      read_exact(size, response.body);
+      read_line();
+    }
+  } else if (has_length) {
+    read_exact(content_length, response.body);
+  } else {
+    while (fill()) {  // until the server closes
+    }
+    take(buffer_.size(), response.body);
+    *keep_alive = false;
+  }
+  return response;
+}
+
+bool ResponseReader::fill() {
+  char chunk[16384];
+  while (true) {
+    ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+    if (n > 0) {
+      received_any_ = true;
+      if (buffer_.size() + static_cast<std::size_t>(n) > max_bytes_ + 65536) {
+        throw Error(error_names::kNetworkError, "response from " + origin_ + " exceeds " +
+                                                    std::to_string(max_bytes_) + " bytes");
       }
-      throw network_error(origin_, std::string("recv: ") + std::strerror(errno));
+      buffer_.append(chunk, static_cast<std::size_t>(n));
+      return true;
     }
-  }
-
-  std::string read_line() {
-    std::size_t end;
-    while ((end = buffer_.find("\r\n", offset_)) == std::string::npos) {
-      if (!fill()) throw network_error(origin_, "connection closed mid-response");
+    if (n == 0) return false;
+    if (errno == EAGAIN || errno == EINTR) {
+      wait_for(fd_, POLLIN, deadline_, origin_);
+      continue;
     }
-    std::string line = buffer_.substr(offset_, end - offset_);
-    offset_ = end + 2;
-    return line;
+    throw network_error(origin_, std::string("recv: ") + std::strerror(errno));
   }
+}
 
-  void read_exact(std::size_t size, std::string& out) {
-    if (out.size() + size > max_bytes_) {
-      throw Error(error_names::kNetworkError,
-                  "response from " + origin_ + " exceeds " + std::to_string(max_bytes_) + " bytes");
-    }
-    while (buffer_.size() - offset_ < size) {
-      if (!fill()) throw network_error(origin_, "connection closed mid-body");
-    }
-    take(size, out);
+std::string ResponseReader::read_line() {
+  std::size_t end;
+  while ((end = buffer_.find("\r\n", offset_)) == std::string::npos) {
+    if (!fill()) throw network_error(origin_, "connection closed mid-response");
   }
+  std::string line = buffer_.substr(offset_, end - offset_);
+  offset_ = end + 2;
+  return line;
+}
 
-  void take(std::size_t size, std::string& out) {
-    size = std::min(size, buffer_.size() - offset_);
-    out.append(buffer_, offset_, size);
-    offset_ += size;
+void ResponseReader::read_exact(std::size_t size, std::string& out) {
+  if (out.size() + size > max_bytes_) {
+    throw Error(error_names::kNetworkError,
+                "response from " + origin_ + " exceeds " + std::to_string(max_bytes_) + " bytes");
   }
+  while (buffer_.size() - offset_ < size) {
+    if (!fill()) throw network_error(origin_, "connection closed mid-body");
+  }
+  take(size, out);
+}
 
-  int fd_;
-  const Deadline& deadline_;
-  std::string origin_;
-  std::size_t max_bytes_;
-  std::string buffer_;
-  std::size_t offset_ = 0;
-  bool received_any_ = false;
-};
+void ResponseReader::take(std::size_t size, std::string& out) {
+  size = std::min(size, buffer_.size() - offset_);
+  out.append(buffer_, offset_, size);
+  offset_ += size;
+}
+
+}  // namespace detail
+
+namespace {
+
+using detail::ResponseReader;
 
 class PlainHttpTransport final : public HttpTransport {
  public:
@@ -254,6 +244,7 @@ class PlainHttpTransport final : public HttpTransport {
       throw Error(error_names::kDeadlineExceeded,
                   "no time left in the invocation to call " + origin);
     }
+    check_header_fields(request);
     std::string wire = serialise(request, url);
     std::lock_guard lock(mutex_);
     Socket& connection = connections_[origin];

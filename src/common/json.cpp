@@ -7,8 +7,6 @@ namespace rstasker {
 
 namespace {
 
-struct TooDeep {};
-
 // What nlohmann says it expected ("; expected <token>"), by the names its lexer uses.
 constexpr std::string_view kExpectedTokens[] = {"true literal",
                                                 "false literal",
@@ -57,24 +55,73 @@ std::string describe_parse_error(const Json::parse_error& e) {
 
 }  // namespace
 
-Json parse_json(std::string_view text, std::string_view what, std::string_view error_name) {
-  // The parser itself is iterative; the callback stops documents that are absurdly deep before
-  // anything recursive (dump, comparison, our own walkers) ever sees them.
-  auto limit_depth = [](int depth, Json::parse_event_t event, Json& /*parsed*/) {
-    if ((event == Json::parse_event_t::object_start || event == Json::parse_event_t::array_start) &&
-        depth >= kMaxJsonDepth) {
-      throw TooDeep{};
+namespace {
+
+// Checks syntax and depth in one pass without building anything. nlohmann's callback parser is
+// not used for the depth: it rescans each parent container at every closing bracket, which makes
+// a wide document (many small containers) quadratic. The SAX events here cost O(1) each.
+class Prescan {
+ public:
+  bool null() { return true; }
+  bool boolean(bool /*value*/) { return true; }
+  bool number_integer(Json::number_integer_t /*value*/) { return true; }
+  bool number_unsigned(Json::number_unsigned_t /*value*/) { return true; }
+  bool number_float(Json::number_float_t /*value*/, const Json::string_t& /*text*/) { return true; }
+  bool string(Json::string_t& /*value*/) { return true; }
+  bool binary(Json::binary_t& /*value*/) { return true; }
+  bool start_object(std::size_t /*elements*/) { return enter(); }
+  bool key(Json::string_t& /*value*/) { return true; }
+  bool end_object() { return leave(); }
+  bool start_array(std::size_t /*elements*/) { return enter(); }
+  bool end_array() { return leave(); }
+  bool parse_error(std::size_t /*position*/, const std::string& /*last_token*/,
+                   const nlohmann::detail::exception& e) {
+    if (const auto* parse = dynamic_cast<const Json::parse_error*>(&e)) {
+      syntax_error_ = describe_parse_error(*parse);
+    } else {
+      syntax_error_ = "malformed";
     }
-    return true;
-  };
-  try {
-    return Json::parse(text.begin(), text.end(), limit_depth);
-  } catch (const TooDeep&) {
-    throw Error(error_name, std::string(what) + " is nested deeper than " +
-                                std::to_string(kMaxJsonDepth) + " levels");
-  } catch (const Json::parse_error& e) {
-    throw Error(error_name, std::string(what) + " is not valid JSON " + describe_parse_error(e));
+    return false;
   }
+
+  bool too_deep() const { return too_deep_; }
+  // Empty when the text parsed.
+  const std::string& syntax_error() const { return syntax_error_; }
+
+ private:
+  bool enter() {
+    if (++depth_ > kMaxJsonDepth) too_deep_ = true;
+    return !too_deep_;
+  }
+  bool leave() {
+    --depth_;
+    return true;
+  }
+
+  int depth_ = 0;
+  bool too_deep_ = false;
+  std::string syntax_error_;
+};
+
+}  // namespace
+
+std::optional<Json> try_parse_json(std::string_view text) {
+  Prescan prescan;
+  if (!Json::sax_parse(text.begin(), text.end(), &prescan)) return std::nullopt;
+  // Known to be valid and shallow: the ordinary (linear, iterative) parse cannot fail.
+  return Json::parse(text.begin(), text.end());
+}
+
+Json parse_json(std::string_view text, std::string_view what, std::string_view error_name) {
+  Prescan prescan;
+  if (!Json::sax_parse(text.begin(), text.end(), &prescan)) {
+    if (prescan.too_deep()) {
+      throw Error(error_name, std::string(what) + " is nested deeper than " +
+                                  std::to_string(kMaxJsonDepth) + " levels");
+    }
+    throw Error(error_name, std::string(what) + " is not valid JSON " + prescan.syntax_error());
+  }
+  return Json::parse(text.begin(), text.end());
 }
 
 std::string dump_json(const Json& value) {

@@ -60,8 +60,9 @@ void add_fields(Json& out, const Json& invocation_fields) {
   for (const auto& [key, value] : scoped_fields) add(key, value);
 }
 
+// Every whitespace: SQL allows line breaks between PASSWORD and its literal, JSON around ':'.
 bool is_space(char c) {
-  return c == ' ' || c == '\t';
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
 // Length of the quote opening at `i` in `text`: 1 for " or ', 2 for an escaped \" (JSON inside a
@@ -173,7 +174,7 @@ class LambdaFormatter final : public spdlog::formatter {
   explicit LambdaFormatter(Format format) : format_(format) {}
 
   void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
-    std::string message = redact(std::string_view(msg.payload.data(), msg.payload.size()));
+    std::string message = bounded_message(std::string_view(msg.payload.data(), msg.payload.size()));
     std::string request_id;
     Json invocation_fields;
     {
@@ -312,6 +313,10 @@ std::string redact(std::string_view text) {
   redact_registered_secrets(out);
   redact_sensitive_fields(out);
   return out;
+}
+
+std::string bounded_message(std::string_view message) {
+  return truncate_utf8_bytes(redact(message), kMaxMessageBytes, " ... [cut]");
 }
 
 }  // namespace rstasker::log

@@ -96,6 +96,13 @@ std::string truncate_utf8_bytes(std::string_view text, std::size_t max_bytes,
   return truncate<false>(text, max_bytes, marker);
 }
 
+std::string excerpt(std::string_view value) {
+  const std::size_t kept = prefix_bytes<true>(value, kMaxExcerptChars);
+  if (kept == value.size()) return std::string(value);
+  return std::string(value.substr(0, kept)) + " ... [cut, " + std::to_string(utf8_length(value)) +
+         " characters in all]";
+}
+
 bool is_valid_utf8(std::string_view text) {
   std::size_t i = 0;
   while (i < text.size()) {

@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cstdlib>
@@ -13,6 +14,7 @@
 #include "rstasker/common/error.hpp"
 #include "rstasker/common/json.hpp"
 #include "rstasker/common/log.hpp"
+#include "rstasker/common/text.hpp"
 
 namespace rstasker::lambda {
 
@@ -59,9 +61,9 @@ std::string header_value(std::string_view text) {
 }
 
 std::string error_body(std::string_view error_type, std::string_view message) {
-  std::string text(message.substr(0, kMaxErrorMessageBytes));
-  if (message.size() > kMaxErrorMessageBytes) text += " ... (truncated)";
-  return dump_json(Json{{"errorMessage", std::move(text)},
+  // The caller (Step Functions, CloudFormation's console, `aws lambda invoke`) sees this text:
+  // bounded and redacted like the logs.
+  return dump_json(Json{{"errorMessage", log::bounded_message(message)},
                         {"errorType", std::string(error_type)},
                         {"stackTrace", Json::array()}});
 }
@@ -213,10 +215,20 @@ Invocation RuntimeClient::next() {
     spdlog::warn(
         "invocation {} has no usable Lambda-Runtime-Deadline-Ms ('{}'); running it "
         "without a deadline",
-        invocation.request_id, deadline);
+        excerpt(invocation.request_id), excerpt(deadline));
   }
   invocation.function_arn = response.header("Lambda-Runtime-Invoked-Function-Arn");
   invocation.trace_id = response.header("Lambda-Runtime-Trace-Id");
+  // Forwarded as a header of every AWS call, where a line break would be refused (or smuggle a
+  // header): such a trace id is dropped rather than failing the invocation.
+  if (std::any_of(invocation.trace_id.begin(), invocation.trace_id.end(),
+                  [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
+    spdlog::warn(
+        "invocation {} has a Lambda-Runtime-Trace-Id with control characters; not "
+        "forwarding it",
+        excerpt(invocation.request_id));
+    invocation.trace_id.clear();
+  }
   invocation.payload = std::move(response.body);
   return invocation;
 }

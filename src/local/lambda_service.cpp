@@ -43,7 +43,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr std::size_t kMaxSyncPayload = 6291456;  // 6 MB
 constexpr std::size_t kMaxAsyncPayload = 262144;  // 256 KB
-constexpr std::size_t kMaxResponse = 6291456;
+constexpr std::size_t kMaxResponse = 6291556;     // as Lambda: 100 bytes more than 6 MiB
 constexpr std::size_t kLogTailBytes = 4096;
 constexpr auto kSupervisorTick = std::chrono::milliseconds(50);
 constexpr auto kConfigTimeout = std::chrono::seconds(10);
@@ -539,6 +539,9 @@ class LambdaService::Impl {
       env["AWS_SESSION_TOKEN"] = credentials.session_token;
     }
     env["AWS_ENDPOINT_URL"] = options_.endpoint_url;
+    // The stack's CloudFormation response URLs are plain http on the loopback interface (the
+    // tests' receivers); production accepts only S3's https URLs. A function's own value wins.
+    env.emplace("CFN_RESPONSE_URLS", "any");
     env["LAMBDA_TASK_ROOT"] = task_root.string();
     env["LAMBDA_RUNTIME_DIR"] = task_root.string();
     env["_HANDLER"] = config.handler;

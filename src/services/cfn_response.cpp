@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <optional>
 #include <thread>
 
@@ -18,8 +19,26 @@ namespace {
 constexpr std::chrono::milliseconds kMinimumAttemptTime{100};
 constexpr std::size_t kMaxErrorExcerptBytes = 200;
 
-bool is_http_url(const std::string& url) {
-  return url.starts_with("https://") || url.starts_with("http://");
+// Whether `host` (lower case, no port) is one of S3's: a label "s3", or one starting "s3-" (the
+// older "s3-eu-west-1" and "s3-external-1" forms, "s3-fips"), under amazonaws.com[.cn].
+bool is_s3_host(std::string_view host) {
+  std::string_view rest;
+  if (host.ends_with(".amazonaws.com")) {
+    rest = host.substr(0, host.size() - std::string_view(".amazonaws.com").size());
+  } else if (host.ends_with(".amazonaws.com.cn")) {
+    rest = host.substr(0, host.size() - std::string_view(".amazonaws.com.cn").size());
+  } else {
+    return false;
+  }
+  while (!rest.empty()) {
+    const auto dot = rest.find('.');
+    const std::string_view label = rest.substr(0, dot);
+    if (label.empty()) return false;
+    if (label == "s3" || label.starts_with("s3-")) return true;
+    if (dot == std::string_view::npos) break;
+    rest.remove_prefix(dot + 1);
+  }
+  return false;
 }
 
 // What the server said, short and without the request: S3 answers with an XML <Error> whose
@@ -36,14 +55,19 @@ std::string describe_rejection(const aws::HttpResponse& response) {
 
 class HttpCfnResponder final : public CfnResponder {
  public:
-  HttpCfnResponder(std::shared_ptr<aws::HttpTransport> transport, aws::RetryPolicy retry)
-      : transport_(std::move(transport)), retry_(retry) {}
+  HttpCfnResponder(std::shared_ptr<aws::HttpTransport> transport, aws::RetryPolicy retry,
+                   ResponseUrlPolicy policy)
+      : transport_(std::move(transport)), retry_(retry), policy_(policy) {}
+
+  std::string url_problem(const std::string& response_url) const override {
+    return response_url_problem(response_url, policy_);
+  }
 
   void send(const std::string& response_url, const std::string& body,
             const aws::CallContext& context) override {
-    if (!is_http_url(response_url)) {
+    if (auto problem = url_problem(response_url); !problem.empty()) {
       throw Error(error_names::kInternalError,
-                  "the CloudFormation response URL is not an http(s) URL");
+                  "not sending the CloudFormation response: its URL " + problem);
     }
     if (body.size() > kMaxCfnResponseBytes) {
       throw Error(error_names::kInternalError, "the CloudFormation response body is " +
@@ -67,10 +91,11 @@ class HttpCfnResponder final : public CfnResponder {
       try {
         aws::HttpResponse response = transport_->send(request, context.deadline);
         if (response.status >= 200 && response.status < 300) return;
-        const bool server_side = response.status >= 500;
+        // S3 says what is transient: 5xx, 429, and by name RequestTimeout (a 400) or SlowDown.
+        const bool transient = aws::error_from_response(response).retryable();
         failure = Error("HttpError" + std::to_string(response.status),
                         "CloudFormation response upload failed: " + describe_rejection(response),
-                        static_cast<int>(response.status), server_side);
+                        static_cast<int>(response.status), transient);
       } catch (const Error& e) {
         // The transport names the origin only (scheme://host), never the signed path and query.
         if (e.name() != error_names::kNetworkError) throw;
@@ -88,13 +113,50 @@ class HttpCfnResponder final : public CfnResponder {
  private:
   std::shared_ptr<aws::HttpTransport> transport_;
   aws::RetryPolicy retry_;
+  ResponseUrlPolicy policy_;
 };
 
 }  // namespace
 
+ResponseUrlPolicy response_url_policy_from_env(const aws::EnvLookup& env) {
+  const std::string value = ascii_lower(env("CFN_RESPONSE_URLS").value_or(""));
+  if (value.empty() || value == "s3") return ResponseUrlPolicy::kS3Https;
+  if (value == "any") return ResponseUrlPolicy::kAnyHttpUrl;
+  throw Error(error_names::kConfigurationError,
+              "CFN_RESPONSE_URLS=" + excerpt(value) + " is not s3 or any");
+}
+
+std::string response_url_problem(std::string_view url, ResponseUrlPolicy policy) {
+  std::size_t host_start = 0;
+  if (url.starts_with("https://")) {
+    host_start = 8;
+  } else if (url.starts_with("http://")) {
+    host_start = 7;
+  }
+  if (host_start == 0) return "is not an http(s) URL";
+  const bool control = std::any_of(url.begin(), url.end(), [](char c) {
+    return static_cast<unsigned char>(c) <= 0x20 || c == 0x7F;
+  });
+  if (control) return "contains spaces or control characters";
+  const std::string_view authority =
+      url.substr(host_start, url.find_first_of("/?#", host_start) - host_start);
+  if (authority.empty()) return "has no host";
+  if (policy == ResponseUrlPolicy::kAnyHttpUrl) return {};
+  if (host_start != 8) return "is not https (CFN_RESPONSE_URLS=any allows plain http)";
+  if (authority.find('@') != std::string_view::npos) return "names a user";
+  std::string host = ascii_lower(authority);
+  if (host.ends_with(":443")) host.resize(host.size() - 4);
+  if (host.find(':') != std::string::npos) return "names a port other than 443";
+  if (!is_s3_host(host)) {
+    return "is not on an S3 host, where CloudFormation's response URLs are "
+           "(CFN_RESPONSE_URLS=any allows any host)";
+  }
+  return {};
+}
+
 std::unique_ptr<CfnResponder> make_cfn_responder(std::shared_ptr<aws::HttpTransport> transport,
-                                                 aws::RetryPolicy retry) {
-  return std::make_unique<HttpCfnResponder>(std::move(transport), retry);
+                                                 aws::RetryPolicy retry, ResponseUrlPolicy policy) {
+  return std::make_unique<HttpCfnResponder>(std::move(transport), retry, policy);
 }
 
 }  // namespace rstasker::services

@@ -204,7 +204,7 @@ void check_sql_property_names(const Json& properties) {
     auto near =
         std::find_if(std::begin(kSqlProperties), std::end(kSqlProperties),
                      [&](std::string_view known) { return loose_name(known) == loose_name(name); });
-    std::string shown = truncate_utf8_chars(name, 100, kTruncatedMarker);
+    std::string shown = excerpt(name);
     if (near != std::end(kSqlProperties)) {
       throw invalid_request("property '" + shown + "' is not recognised; did you mean '" +
                             std::string(*near) + "'?");
@@ -453,6 +453,11 @@ Json CustomResources::handle(const Json& raw, const aws::CallContext& context) {
   if (!raw.is_object()) throw invalid_request("a CloudFormation request must be a JSON object");
   if (auto problem = response_url_problem(raw); !problem.empty()) {
     throw invalid_request("the CloudFormation request cannot be answered: " + problem);
+  }
+  if (auto problem = responder_->url_problem(string_member(raw, "ResponseURL")); !problem.empty()) {
+    // Refused before any work: nothing is ever sent to a host the sender chose.
+    throw invalid_request("the CloudFormation request cannot be answered: its ResponseURL " +
+                          problem);
   }
   const Request request = read_request(raw);
   log::ScopedSecret url_guard(request.response_url);

@@ -53,7 +53,8 @@ Completions::Completions(std::shared_ptr<StateTable> state,
       options_(std::move(options)) {}
 
 std::optional<Outcome> Completions::parse_completion_event(std::string_view body) {
-  Json event = Json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
+  // Bounded like every input: a body nested 100,000 deep must not reach a recursive dump.
+  Json event = try_parse_json(body).value_or(Json());
   if (!event.is_object() || string_member(event, "source") != kSource ||
       string_member(event, "detail-type") != kDetailType) {
     return std::nullopt;
@@ -117,6 +118,8 @@ Disposition Completions::complete(const StatementKey& key, Outcome outcome,
   fault("claimed");
   const StatementRecord& record = claim.record;
   log::ScopedFields waiter_field{{"waiter", metric::waiter_name(record.waiter.kind)}};
+  // Whatever fails below may quote the token or URL (a service's error message): never logged.
+  const log::ScopedSecret waiter_guard(waiter_secret(record.waiter));
   // Whichever attempt answers (this event, a redelivery, reconcile), a CloudFormation answer is
   // built from the same stable inputs, so a repeated PUT stores the same bytes again.
   if (outcome.statement_id.empty()) outcome.statement_id = record.statement_id;
@@ -204,7 +207,7 @@ Json Completions::handle_batch(const Json& sqs_event, const aws::CallContext& co
     item.key = StatementKey::from_statement_name(item.outcome->statement_name);
     if (!item.key) {
       spdlog::info("statement {} was not started by redshift-tasker: acknowledged",
-                   item.outcome->statement_name);
+                   excerpt(item.outcome->statement_name));
       metrics::count(metric::kForeignEvents);
       item.result = Disposition::kNotOurs;
       continue;

@@ -120,12 +120,12 @@ ActionKind parse_kind(const Json& event) {
   std::string known;
   for (const auto& action : kActions) {
     if (iequals(action.name, name)) {
-      throw invalid_request("unknown action '" + name + "'; did you mean '" +
+      throw invalid_request("unknown action '" + excerpt(name) + "'; did you mean '" +
                             std::string(action.name) + "'? (actions are case-sensitive)");
     }
     known += (known.empty() ? "" : ", ") + std::string(action.name);
   }
-  throw invalid_request("unknown action '" + name + "'; expected one of: " + known);
+  throw invalid_request("unknown action '" + excerpt(name) + "'; expected one of: " + known);
 }
 
 void check_fields_known(const Json& event, ActionKind kind) {
@@ -136,19 +136,19 @@ void check_fields_known(const Json& event, ActionKind kind) {
     if (allowed.contains(key)) continue;
     for (std::string_view candidate : allowed) {
       if (iequals(candidate, key)) {
-        throw invalid_request("unknown field '" + key + "'; did you mean '" +
+        throw invalid_request("unknown field '" + excerpt(key) + "'; did you mean '" +
                               std::string(candidate) + "'? (field names are case-sensitive)");
       }
     }
     // A field another action uses: say so, it is the likelier mistake.
     for (const auto& action : kActions) {
       if (fields_of(action.kind).contains(key)) {
-        throw invalid_request("field '" + key + "' is not used by action '" +
+        throw invalid_request("field '" + excerpt(key) + "' is not used by action '" +
                               std::string(action_name(kind)) + "'");
       }
     }
-    throw invalid_request("unknown field '" + key + "' in a '" + std::string(action_name(kind)) +
-                          "' event");
+    throw invalid_request("unknown field '" + excerpt(key) + "' in a '" +
+                          std::string(action_name(kind)) + "' event");
   }
 }
 
@@ -228,7 +228,7 @@ std::vector<services::SqlParameter> parse_sql_parameters(const Json& parameters,
     if (!p.is_object()) throw invalid_request(where + " must be an object with name and value");
     for (const auto& [key, v] : p.items()) {
       if (key != "name" && key != "value") {
-        throw invalid_request(where + " has an unknown field '" + key + "'");
+        throw invalid_request(where + " has an unknown field '" + excerpt(key) + "'");
       }
     }
     auto name = p.find("name");
@@ -241,18 +241,18 @@ std::vector<services::SqlParameter> parse_sql_parameters(const Json& parameters,
       return (c < 0x80 && std::isalnum(c) != 0) || c == '_';
     });
     if (!identifier) {
-      throw invalid_request(where + ": name '" + n +
+      throw invalid_request(where + ": name '" + excerpt(n) +
                             "' must be letters, digits and underscores only ([0-9a-zA-Z_]+)");
     }
     if (!seen.insert(n).second) {
-      throw invalid_request(what + ": parameter '" + n + "' is given twice");
+      throw invalid_request(what + ": parameter '" + excerpt(n) + "' is given twice");
     }
     auto value = p.find("value");
     if (value == p.end()) throw invalid_request(where + " has no value");
     if (value->is_string()) {
       // The Data API refuses an empty value (SqlParameter.value: at least 1 character).
       if (value->get_ref<const std::string&>().empty()) {
-        throw invalid_request(where + ": the value of '" + n +
+        throw invalid_request(where + ": the value of '" + excerpt(n) +
                               "' is empty; the Data API needs at least one character");
       }
       out.push_back({n, value->get<std::string>()});

@@ -79,4 +79,16 @@ bool Notifier::still_waiting(const Waiter& waiter, const aws::CallContext& conte
   }
 }
 
+std::string waiter_secret(const Waiter& waiter) {
+  switch (waiter.kind) {
+    case WaiterKind::kStepFunctions:
+      return waiter.task_token;
+    case WaiterKind::kCloudFormation:
+      return string_member(waiter.cloudformation, "ResponseURL");
+    case WaiterKind::kNone:
+      break;
+  }
+  return {};
+}
+
 }  // namespace rstasker::tasker

@@ -124,12 +124,14 @@ void check_known_fields(const Json& object, const std::string& what, FieldNames 
     std::string known;
     for (std::string_view candidate : allowed) {
       if (iequals(candidate, key)) {
-        throw invalid_request(what + " has an unknown field '" + key + "'; did you mean '" +
-                              std::string(candidate) + "'? (field names are case-sensitive)");
+        throw invalid_request(what + " has an unknown field '" + excerpt(key) +
+                              "'; did you mean '" + std::string(candidate) +
+                              "'? (field names are case-sensitive)");
       }
       known += (known.empty() ? "" : ", ") + std::string(candidate);
     }
-    throw invalid_request(what + " has an unknown field '" + key + "'; expected one of " + known);
+    throw invalid_request(what + " has an unknown field '" + excerpt(key) + "'; expected one of " +
+                          known);
   }
 }
 

@@ -88,7 +88,7 @@ Json waiter_to_json(const Waiter& waiter) {
 
 Waiter waiter_from_json(const std::string& text) {
   Waiter waiter;
-  Json json = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  Json json = try_parse_json(text).value_or(Json());
   std::string type = json.is_object() ? json.value("type", "none") : "none";
   if (type == "sfn") {
     waiter.kind = WaiterKind::kStepFunctions;

@@ -6,10 +6,12 @@
 #include "rstasker/common/error.hpp"
 #include "rstasker/common/log.hpp"
 #include "rstasker/common/metrics.hpp"
+#include "rstasker/lambda/runtime.hpp"
 #include "rstasker/tasker/events.hpp"
 #include "rstasker/tasker/metrics.hpp"
 #include "rstasker/tasker/waiting.hpp"
 #include "tasker/redshift_user.hpp"
+#include "tasker/result_pages.hpp"
 
 namespace rstasker::tasker {
 
@@ -184,9 +186,10 @@ Json Tasker::run_action(const Json& event, const ActionRequest& request,
       return deps_.redshift->cancel_statement(
           resolve_statement_id(request.statement_id, request.execution_arn, context), context);
     case ActionKind::kGetStatementResult:
-      return deps_.redshift->get_statement_result(
-          resolve_statement_id(request.statement_id, request.execution_arn, context),
-          request.next_token, context);
+      // The page goes back whole as the invocation's response: cut to Lambda's limit.
+      return result_page(*deps_.redshift,
+                         resolve_statement_id(request.statement_id, request.execution_arn, context),
+                         request.next_token, lambda::kMaxResponseBytes, context);
     case ActionKind::kReconcile: {
       auto older_than = request.older_than_seconds
                             ? std::chrono::seconds(*request.older_than_seconds)

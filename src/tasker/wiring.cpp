@@ -38,9 +38,11 @@ std::unique_ptr<Tasker> make_tasker(const aws::EnvLookup& env,
   }
   metrics::init(std::move(metric_settings));
 
+  const aws::RetryPolicy retry = aws::retry_policy_from_env(env);
   auto client = [&](const aws::ServiceSpec& spec, const aws::JsonProtocol& protocol) {
-    return std::make_shared<const aws::JsonClient>(
-        protocol, aws::resolve_endpoint(spec, config.region, env), config.credentials, transport);
+    return std::make_shared<const aws::JsonClient>(protocol,
+                                                   aws::resolve_endpoint(spec, config.region, env),
+                                                   config.credentials, transport, retry);
   };
   Dependencies deps;
   deps.redshift = services::make_redshift_data(
@@ -50,7 +52,8 @@ std::unique_ptr<Tasker> make_tasker(const aws::EnvLookup& env,
                                          config.table_name);
   deps.step_functions = services::make_step_functions(
       client(aws::service::kStepFunctions, aws::protocol::kStepFunctions));
-  deps.cloudformation = services::make_cfn_responder(transport);
+  deps.cloudformation =
+      services::make_cfn_responder(transport, retry, services::response_url_policy_from_env(env));
   return std::make_unique<Tasker>(std::move(config), std::move(deps));
 }
 

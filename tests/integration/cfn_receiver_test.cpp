@@ -101,7 +101,8 @@ struct CfnReceiverTest : ::testing::Test {
   std::unique_ptr<services::CfnResponder> responder(aws::RetryPolicy retry = {
                                                         6, std::chrono::milliseconds(10),
                                                         std::chrono::milliseconds(50)}) {
-    return services::make_cfn_responder(transport, retry);
+    // The receiver is plain http on 127.0.0.1: the local stack's policy.
+    return services::make_cfn_responder(transport, retry, services::ResponseUrlPolicy::kAnyHttpUrl);
   }
   static std::string body(bool success = true) {
     return tasker::cfn_response_body(kRequest, success, success ? "done" : "it broke",
@@ -147,6 +148,38 @@ TEST_F(CfnReceiverTest, ServerErrorsAreRetriedUntilAccepted) {
   EXPECT_EQ(received[1].status, 503);
   EXPECT_EQ(received[2].status, 200);
   for (const auto& r : received) EXPECT_EQ(r.body, body());
+}
+
+// S3 answers some passing troubles with a 4xx: RequestTimeout (400) and 429; SlowDown comes
+// with 503. They are retried like 5xx, and only a final refusal ends the attempts.
+TEST_F(CfnReceiverTest, TransientS3RefusalsAreRetried) {
+  receiver.fail_next(1, 400, "RequestTimeout");
+  responder()->send(receiver.url(), body(), context);
+  receiver.fail_next(1, 429, "SlowDown");
+  responder()->send(receiver.url(), body(), context);
+  receiver.fail_next(1, 503, "SlowDown");
+  responder()->send(receiver.url(), body(), context);
+  auto received = receiver.received();
+  ASSERT_EQ(received.size(), 6u);
+  EXPECT_EQ(received[0].status, 400);
+  EXPECT_EQ(received[1].status, 200);
+  EXPECT_EQ(received[2].status, 429);
+  EXPECT_EQ(received[3].status, 200);
+  EXPECT_EQ(received[5].status, 200);
+}
+
+// The production policy sends nothing to a host that is not S3's, nor over plain http.
+TEST_F(CfnReceiverTest, TheProductionPolicySendsNothingToOtherHosts) {
+  auto strict = services::make_cfn_responder(transport);
+  EXPECT_NE(strict->url_problem(receiver.url()), "");
+  try {
+    strict->send(receiver.url(), body(), context);
+    FAIL() << "sent to " << receiver.url();
+  } catch (const Error& e) {
+    EXPECT_FALSE(e.retryable());
+    EXPECT_THAT(e.message(), Not(HasSubstr("X-Amz-Signature")));
+  }
+  EXPECT_TRUE(receiver.received().empty());
 }
 
 TEST_F(CfnReceiverTest, DroppedConnectionsAreRetried) {

@@ -135,9 +135,10 @@ class ExactlyOnceTest : public ::testing::Test {
         aws::protocol::kStepFunctions, aws::Endpoint{sfn_server_.url(), moto_->region(), "states"},
         moto_->credentials(), transport_,
         aws::RetryPolicy{2, std::chrono::milliseconds(1), std::chrono::milliseconds(5)}));
+    // The receiver is plain http on 127.0.0.1: the local stack's policy.
     responder_ = services::make_cfn_responder(
-        transport_,
-        aws::RetryPolicy{2, std::chrono::milliseconds(1), std::chrono::milliseconds(5)});
+        transport_, aws::RetryPolicy{2, std::chrono::milliseconds(1), std::chrono::milliseconds(5)},
+        services::ResponseUrlPolicy::kAnyHttpUrl);
   }
 
   // A fresh sandbox: new tasker over the same services.

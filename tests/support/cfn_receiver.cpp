@@ -118,6 +118,7 @@ CfnReceiver::CfnReceiver() : server_(std::make_unique<httplib::Server>()) {
       received.status = received.problems.empty() ? 200 : 400;
     }
     const int status = received.status;
+    std::string code = failure_code_;
     const std::string first_problem = received.problems.empty() ? "" : received.problems.front();
     received_.push_back(std::move(received));
     lock.unlock();
@@ -133,8 +134,8 @@ CfnReceiver::CfnReceiver() : server_(std::make_unique<httplib::Server>()) {
     if (status == 200) return;
     response.set_header("Connection", "close");
     const std::string message = status == 400 ? first_problem : "injected failure";
-    response.set_content(s3_error(status >= 500 ? "InternalError" : "AccessDenied", message),
-                         "application/xml");
+    if (code.empty()) code = status >= 500 ? "InternalError" : "AccessDenied";
+    response.set_content(s3_error(code, message), "application/xml");
   };
   server_->Put(kHandledPath, handle);
   server_->Post(kHandledPath, handle);
@@ -163,10 +164,11 @@ std::string CfnReceiver::url(std::string_view path_and_query) const {
   return "http://127.0.0.1:" + std::to_string(port_) + std::string(path_and_query);
 }
 
-void CfnReceiver::fail_next(int count, int status) {
+void CfnReceiver::fail_next(int count, int status, std::string code) {
   std::lock_guard lock(mutex_);
   failures_left_ = count;
   failure_status_ = status;
+  failure_code_ = std::move(code);
 }
 
 void CfnReceiver::drop_next(int count) {

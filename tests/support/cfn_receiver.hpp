@@ -56,12 +56,15 @@ class CfnReceiver {
   CfnReceiver(const CfnReceiver&) = delete;
   CfnReceiver& operator=(const CfnReceiver&) = delete;
 
-  // A ResponseURL pointing here, shaped like a pre-signed one.
+  // A ResponseURL pointing here, shaped like a pre-signed one. It is plain http on 127.0.0.1:
+  // a responder answers it only under ResponseUrlPolicy::kAnyHttpUrl (CFN_RESPONSE_URLS=any,
+  // which the local stack sets), never under the production policy (S3 over https).
   std::string url(std::string_view path_and_query =
                       "/stack/app/response?X-Amz-Expires=7200&X-Amz-Signature=abc123") const;
 
-  // The next `count` requests are answered `status` (with an S3-like XML error body).
-  void fail_next(int count, int status = 500);
+  // The next `count` requests are answered `status` (with an S3-like XML error body whose Code is
+  // `code`, or by default InternalError for 5xx and AccessDenied otherwise).
+  void fail_next(int count, int status = 500, std::string code = {});
   // The next `count` requests get the start of an answer and then a closed connection.
   void drop_next(int count);
   // Requests wait for release() (or stop()) before they are answered.
@@ -87,6 +90,7 @@ class CfnReceiver {
   std::condition_variable changed_;
   std::vector<ReceivedRequest> received_;
   int failures_left_ = 0;
+  std::string failure_code_;
   int failure_status_ = 500;
   int drops_left_ = 0;
   bool holding_ = false;

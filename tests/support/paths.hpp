@@ -8,7 +8,8 @@ namespace rstasker::testing {
 
 std::filesystem::path source_dir();
 std::filesystem::path binary_dir();
-// ../shared beside the checkout, or nullopt when it is absent (a user's clone has none).
+// ../shared beside the checkout (or $RSTASKER_SHARED_DIR), or nullopt when it is absent (a user's
+// clone has none).
 std::optional<std::filesystem::path> shared_dir();
 // Reads a whole file; fails the current test when it cannot.
 std::string read_file(const std::filesystem::path& path);

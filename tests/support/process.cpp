@@ -17,10 +17,12 @@
 #include <atomic>
 #include <cctype>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <sstream>
 #include <stdexcept>
 #include <system_error>
 #include <thread>
@@ -419,6 +421,33 @@ std::unique_ptr<Process> start_server(const std::function<ProcessOptions(int por
                                log);
     }
   }
+}
+
+std::string capture_stderr(const std::function<void()>& body) {
+  std::fflush(stderr);
+  char path[] = "/tmp/rstasker-stderr-XXXXXX";
+  const int fd = mkstemp(path);
+  if (fd < 0) throw std::runtime_error("mkstemp failed");
+  const int saved = dup(2);
+  dup2(fd, 2);
+  try {
+    body();
+  } catch (...) {
+    dup2(saved, 2);
+    close(saved);
+    close(fd);
+    std::remove(path);
+    throw;
+  }
+  std::fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  close(fd);
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  std::remove(path);
+  return text.str();
 }
 
 }  // namespace rstasker::testing

@@ -120,6 +120,9 @@ bool servers_required();
 // Looks a program up in PATH; nullopt when absent.
 std::optional<std::filesystem::path> find_program(const std::string& name);
 
+// What this process writes to stderr (the installed logger's lines) while `body` runs.
+std::string capture_stderr(const std::function<void()>& body);
+
 }  // namespace rstasker::testing
 
 // In a test body or SetUp(): when `reason` (an std::optional<std::string>) holds a value, skips the

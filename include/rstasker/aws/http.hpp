@@ -56,9 +56,16 @@ struct CurlOptions {
   // CA bundle for https; empty means: AWS_CA_BUNDLE, else the first of the Debian and Amazon
   // Linux bundle paths that exists, else libcurl's built-in default.
   std::string ca_bundle;
-  // Largest response body accepted; a larger one fails the exchange with NetworkError.
-  std::size_t max_response_bytes = 64u << 20;
+  // Largest response body accepted; a larger one fails the exchange with NetworkError (not
+  // retried). 0: response_cap_for_memory of the function's memory
+  // (AWS_LAMBDA_FUNCTION_MEMORY_SIZE).
+  std::size_t max_response_bytes = 0;
 };
+
+// The largest AWS answer worth reading in a function of `memory_mib` MiB. Parsed into JSON, an
+// answer takes several times its size in memory (a 64 MiB answer can exceed 256 MB), so the cap
+// is an eighth of the memory, from 4 MiB to 64 MiB; 64 MiB when the memory is unknown (0).
+std::size_t response_cap_for_memory(std::size_t memory_mib);
 
 // libcurl transport. Keeps a pool of connections per scheme://host:port: a connection opened by
 // one request is reused by later ones, across Lambda invocations, and concurrent requests to the
@@ -72,6 +79,11 @@ std::unique_ptr<HttpTransport> make_curl_transport(CurlOptions options = {});
 // for HttpTransport; an unbounded deadline waits for the answer as long as it takes.
 std::unique_ptr<HttpTransport> make_plain_http_transport(std::size_t max_response_bytes = 64u
                                                                                           << 20);
+
+// Throws Error(InternalError) naming the header (never quoting its value) when a header name or
+// value holds CR, LF or NUL: sent as given, such a value would end the header early and smuggle
+// a header or a request of its own. Both transports check every request before sending it.
+void check_header_fields(const HttpRequest& request);
 
 // The CA bundle make_curl_transport would use with default options ("" for libcurl's default).
 std::string default_ca_bundle();

@@ -3,8 +3,12 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -73,18 +77,63 @@ inline constexpr JsonProtocol kEventBridge{"AWSEvents", "application/x-amz-json-
 inline constexpr JsonProtocol kSqs{"AmazonSQS", "application/x-amz-json-1.0"};
 }  // namespace protocol
 
+// How retries are paced and rationed. kLegacy is this project's own: 6 attempts, backoff from
+// 50 ms to 5 s, no quota. kStandard is the AWS SDKs' standard mode: 3 attempts, backoff from 1 s
+// to 20 s, and a retry quota shared by every call of the client (500 tokens; a retry takes 5, or
+// 10 after a network failure or timeout; a success gives back what its retry took, or 1 when it
+// needed none); when the quota cannot pay for a retry, the error is thrown at once.
+enum class RetryMode { kLegacy, kStandard };
+
 struct RetryPolicy {
   int max_attempts = 6;  // including the first
   std::chrono::milliseconds base_delay{50};
   std::chrono::milliseconds max_delay{5000};
+  RetryMode mode = RetryMode::kLegacy;
+};
+
+// The policy the AWS SDKs' settings ask for: AWS_RETRY_MODE (`legacy`, the default; `standard`;
+// `adaptive`, taken as `standard` since this client does no client-side rate limiting) and
+// AWS_MAX_ATTEMPTS (1 to 100; attempts including the first, in any mode). Throws
+// ConfigurationError naming the variable for any other value.
+RetryPolicy retry_policy_from_env(const EnvLookup& env);
+
+// The retry quota of standard mode, shared by the threads that use one client.
+class RetryQuota {
+ public:
+  static constexpr int kInitialTokens = 500;
+  static constexpr int kRetryCost = 5;
+  static constexpr int kTimeoutRetryCost = 10;
+  static constexpr int kNoRetryIncrement = 1;
+
+  // Takes `cost` tokens when that many are left; returns whether it did.
+  bool acquire(int cost);
+  // Gives back `tokens`, never past kInitialTokens.
+  void release(int tokens);
+  int available() const;
+
+ private:
+  mutable std::mutex mutex_;
+  int available_ = kInitialTokens;
 };
 
 // Delay before retry number `retry` (1 for the first retry): uniform in [0, min(max,
 // base*2^(retry-1))].
 std::chrono::milliseconds backoff_delay(const RetryPolicy& policy, int retry);
 
-// Whether AWS-FACTS.md says to retry: HTTP 500/502/503/504 or a throttling error name.
+// Whether AWS says to retry: HTTP 429, 500, 502, 503 or 504, a throttling error name (the AWS
+// SDKs' standard list: Throttling, ThrottlingException, RequestThrottledException, SlowDown, ...)
+// or a transient one (RequestTimeout, RequestTimeoutException, PriorRequestNotComplete).
 bool is_retryable(std::string_view error_name, long http_status);
+
+// Whether `error` says the request's signing time is too far from the server's clock
+// (RequestTimeTooSkewed, RequestExpired, or an InvalidSignatureException / SignatureDoesNotMatch
+// whose message says the signature expired or is not yet current).
+bool is_clock_skew_error(const Error& error);
+
+// The offset to add to the local clock to match a server whose answer carries the RFC 7231
+// `Date` header `date`, or nullopt when the header does not parse.
+std::optional<std::chrono::milliseconds> clock_offset_from_date(
+    std::string_view date, std::chrono::system_clock::time_point now);
 
 // The text of the first <tag>...</tag> in a small, flat XML document (AWS query-protocol answers,
 // moto's authentication errors), or "" when absent.
@@ -126,6 +175,10 @@ class JsonClient {
   std::shared_ptr<HttpTransport> transport_;
   RetryPolicy retry_;
   Signer signer_;
+  // Shared by every call through this client, from any thread.
+  mutable RetryQuota quota_;
+  // Added to the local clock when signing, learnt from a server that said our clock is off.
+  mutable std::atomic<std::int64_t> clock_offset_ms_{0};
 };
 
 }  // namespace rstasker::aws

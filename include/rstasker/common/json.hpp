@@ -3,6 +3,7 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -17,7 +18,13 @@ inline constexpr int kMaxJsonDepth = 64;
 // kMaxJsonDepth by throwing Error(`error_name`, ...): "<what> is not valid JSON at byte N (line L,
 // column C): <what is wrong>" or "<what> is nested deeper than ... levels". The message never
 // quotes the input, which may hold secrets (task tokens) that are not yet known as such.
+// Time and memory are linear in the size of `text`: every JSON the binary reads goes through here
+// (or try_parse_json), so nothing recursive (dump, comparison, destruction) sees a deeper document.
 Json parse_json(std::string_view text, std::string_view what, std::string_view error_name);
+
+// The same check without an error: the document, or nullopt when `text` is not valid JSON or is
+// nested deeper than kMaxJsonDepth. For answers whose shape is only a hint (error bodies).
+std::optional<Json> try_parse_json(std::string_view text);
 
 // Compact serialisation; invalid UTF-8 in strings is replaced by U+FFFD rather than throwing.
 std::string dump_json(const Json& value);

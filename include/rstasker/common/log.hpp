@@ -79,4 +79,13 @@ class ScopedSecret {
 // JSON members, query parameters, HTTP headers or SQL `PASSWORD '...'` clauses.
 std::string redact(std::string_view text);
 
+// Longest error message handed back to a caller (the error posted to the Runtime API, `invoke`'s
+// output) and longest message of a log line: errors quote inputs only in short excerpts, this
+// bounds whatever else (a remote service's answer) ends up in one.
+inline constexpr std::size_t kMaxMessageBytes = std::size_t{8} * 1024;
+
+// `message` as it may leave the process: redacted like a log line, then cut to kMaxMessageBytes
+// (on a code point, marked " ... [cut]").
+std::string bounded_message(std::string_view message);
+
 }  // namespace rstasker::log

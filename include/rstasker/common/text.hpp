@@ -29,6 +29,16 @@ std::string truncate_utf8_chars(std::string_view text, std::size_t max_chars,
 std::string truncate_utf8_bytes(std::string_view text, std::size_t max_bytes,
                                 std::string_view marker = "...");
 
+// The most of any input value (a field name, an action, a statement) that an error or a log line
+// quotes: a user recognises their value by its start, and a 300,000-character name must not come
+// back whole in the error, the log and the Runtime API's answer.
+inline constexpr std::size_t kMaxExcerptChars = 200;
+
+// `value` as errors and logs quote it: whole when at most kMaxExcerptChars code points, else its
+// first code points followed by " ... [cut, N characters in all]", never longer than
+// kMaxExcerptChars plus that marker.
+std::string excerpt(std::string_view value);
+
 // Whether `text` is well-formed UTF-8.
 bool is_valid_utf8(std::string_view text);
 

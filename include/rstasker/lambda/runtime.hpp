@@ -14,8 +14,9 @@
 
 namespace rstasker::lambda {
 
-// Largest response the Runtime API accepts (6 MB).
-inline constexpr std::size_t kMaxResponseBytes = std::size_t{6} * 1024 * 1024;
+// Largest response of a synchronous invocation: 6,291,556 bytes, as Lambda documents and
+// enforces it (100 bytes more than 6 MiB), not 6 MiB.
+inline constexpr std::size_t kMaxResponseBytes = 6'291'556;
 
 // Error type reported when a handler's response is larger than kMaxResponseBytes.
 inline constexpr std::string_view kResponseTooLarge = "ResponseTooLarge";

@@ -11,6 +11,11 @@
 
 namespace rstasker::tasker {
 
+// The part of `waiter` that must never reach a log or an error: its task token, or its
+// CloudFormation response URL; "" when it has none. Every path that calls a waiter back
+// (completion events, reconcile, custom resources) registers it as a secret for its duration.
+std::string waiter_secret(const Waiter& waiter);
+
 class Notifier {
  public:
   Notifier(std::shared_ptr<services::StepFunctions> step_functions,

@@ -3,7 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <ctime>
 #include <deque>
+#include <map>
 #include <mutex>
 
 namespace rstasker::aws {
@@ -185,6 +187,117 @@ TEST(Retryable, FollowsTheDocumentedList) {
   EXPECT_TRUE(is_retryable("Anything", 504));
   EXPECT_FALSE(is_retryable("ValidationException", 400));
   EXPECT_FALSE(is_retryable("Anything", 501));
+}
+
+TEST(Retryable, KnowsTheSdksThrottlingAndTransientCodes) {
+  for (const char* name : {"RequestThrottledException", "SlowDown", "RequestTimeout",
+                           "RequestTimeoutException", "PriorRequestNotComplete", "RequestThrottled",
+                           "BandwidthLimitExceeded", "EC2ThrottledException"}) {
+    EXPECT_TRUE(is_retryable(name, 400)) << name;
+  }
+  EXPECT_TRUE(is_retryable("Anything", 429));
+  EXPECT_FALSE(is_retryable("AccessDenied", 403));
+}
+
+TEST(ClockSkew, RecognisesTheErrorsAndReadsTheServersDate) {
+  EXPECT_TRUE(is_clock_skew_error(Error("RequestTimeTooSkewed", "too skewed", 403)));
+  EXPECT_TRUE(is_clock_skew_error(Error(
+      "InvalidSignatureException", "Signature expired: 20260101T000000Z is now earlier", 400)));
+  EXPECT_FALSE(is_clock_skew_error(Error(
+      "InvalidSignatureException", "The request signature we calculated does not match", 400)));
+  EXPECT_FALSE(is_clock_skew_error(Error("AccessDenied", "Signature expired", 403)));
+
+  const auto now = std::chrono::system_clock::from_time_t(1795000000);  // 2026-11-18T11:06:40Z
+  EXPECT_EQ(clock_offset_from_date("Wed, 18 Nov 2026 12:06:40 GMT", now),
+            std::chrono::milliseconds(3600 * 1000));
+  EXPECT_EQ(clock_offset_from_date("Wed, 18 Nov 2026 11:06:30 GMT", now),
+            std::chrono::milliseconds(-10 * 1000));
+  EXPECT_EQ(clock_offset_from_date("yesterday", now), std::nullopt);
+  EXPECT_EQ(clock_offset_from_date("", now), std::nullopt);
+}
+
+// A sandbox whose clock is an hour behind: the first request is refused as expired, the client
+// learns the offset from the answer's Date, and signs the retry (and later calls) with it.
+TEST_F(Fixture, AClockSkewErrorCorrectsTheSigningTimeAndRetries) {
+  const auto server_now = std::chrono::system_clock::now() + std::chrono::hours(1);
+  const std::time_t t = std::chrono::system_clock::to_time_t(server_now);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char date[64];
+  std::strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  transport->add(400,
+                 R"({"__type":"InvalidSignatureException","message":"Signature expired: )"
+                 R"(20260101T000000Z is now earlier than 20260101T010000Z"})",
+                 {{"Date", date}});
+  transport->add(200, R"({"ok":true})");
+  EXPECT_EQ(client.call("Query", Json::object(), context)["ok"], true);
+  ASSERT_EQ(transport->requests.size(), 2u);
+  std::strftime(date, sizeof date, "%Y%m%dT%H", &tm);
+  EXPECT_TRUE(transport->requests[1].header("X-Amz-Date")->starts_with(date))
+      << *transport->requests[1].header("X-Amz-Date") << " vs " << date;
+}
+
+// Standard mode, as the AWS SDKs: a shared quota of 500 tokens, 5 per retry; once spent, a
+// retryable failure is thrown at once; a success refunds.
+TEST(StandardRetries, AQuotaStopsRetriesOnceSpentAndSuccessRefillsIt) {
+  auto transport = std::make_shared<ScriptedTransport>();
+  JsonClient client{protocol::kDynamoDb, Endpoint{"http://127.0.0.1:4566", "us-east-1", "dynamodb"},
+                    Credentials{"AKID", "SECRET", ""}, transport,
+                    RetryPolicy{3, std::chrono::milliseconds(0), std::chrono::milliseconds(0),
+                                RetryMode::kStandard}};
+  CallContext context{Deadline::after(std::chrono::seconds(60)), {}};
+  // 50 calls that fail 3 times each take 2 retries of 5 tokens: 500.
+  for (int call = 0; call < 50; ++call) {
+    for (int i = 0; i < 3; ++i) transport->add(503, "");
+    EXPECT_THROW(client.call("Query", Json::object(), context), Error);
+  }
+  EXPECT_EQ(transport->requests.size(), 150u);
+  transport->add(503, "");
+  EXPECT_THROW(client.call("Query", Json::object(), context), Error);
+  EXPECT_EQ(transport->requests.size(), 151u) << "retried with an empty quota";
+  // A success without a retry gives back one token; one retry's worth (5) needs five.
+  for (int i = 0; i < 5; ++i) {
+    transport->add(200, "{}");
+    client.call("Query", Json::object(), context);
+  }
+  transport->add(503, "");
+  transport->add(200, "{}");
+  EXPECT_NO_THROW(client.call("Query", Json::object(), context));
+  EXPECT_EQ(transport->requests.size(), 158u);
+}
+
+TEST(RetryPolicyFromEnv, FollowsTheSdkSettings) {
+  auto env = [](std::map<std::string, std::string> values) -> EnvLookup {
+    return [values](std::string_view name) -> std::optional<std::string> {
+      auto it = values.find(std::string(name));
+      if (it == values.end()) return std::nullopt;
+      return it->second;
+    };
+  };
+  RetryPolicy legacy = retry_policy_from_env(env({}));
+  EXPECT_EQ(legacy.mode, RetryMode::kLegacy);
+  EXPECT_EQ(legacy.max_attempts, 6);
+  RetryPolicy standard = retry_policy_from_env(env({{"AWS_RETRY_MODE", "standard"}}));
+  EXPECT_EQ(standard.mode, RetryMode::kStandard);
+  EXPECT_EQ(standard.max_attempts, 3);
+  EXPECT_EQ(standard.max_delay, std::chrono::seconds(20));
+  EXPECT_EQ(retry_policy_from_env(env({{"AWS_RETRY_MODE", "Adaptive"}})).mode,
+            RetryMode::kStandard);
+  EXPECT_EQ(retry_policy_from_env(env({{"AWS_RETRY_MODE", "standard"}, {"AWS_MAX_ATTEMPTS", "5"}}))
+                .max_attempts,
+            5);
+  EXPECT_EQ(retry_policy_from_env(env({{"AWS_MAX_ATTEMPTS", "1"}})).max_attempts, 1);
+  for (auto bad : std::vector<std::map<std::string, std::string>>{{{"AWS_RETRY_MODE", "fast"}},
+                                                                  {{"AWS_MAX_ATTEMPTS", "0"}},
+                                                                  {{"AWS_MAX_ATTEMPTS", "3x"}}}) {
+    try {
+      retry_policy_from_env(env(bad));
+      ADD_FAILURE() << bad.begin()->first;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.name(), "ConfigurationError");
+      EXPECT_NE(e.message().find(bad.begin()->first), std::string::npos) << e.message();
+    }
+  }
 }
 
 TEST(Backoff, FullJitterWithinTheCappedExponentialCeiling) {

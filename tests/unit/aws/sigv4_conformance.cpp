@@ -1,7 +1,8 @@
 // Runs the AWS SigV4 test suite (header signing) against compute_signature and Signer::sign.
 //
 // Cases come from $SIGV4_SUITE_DIR (a relative path is read from the caller's directory), else
-// from ../shared/sigv4-suite beside the checkout; without either the test is skipped (exit 77). A
+// from ../shared/sigv4-suite beside the checkout; without either the test is skipped (exit 77),
+// or fails under RSTASKER_REQUIRE_SERVERS=1 (CI), where nothing may skip silently. A
 // case is a folder holding context.json, request.txt and the header-canonical-request /
 // header-string-to-sign / header-signature files.
 #include <algorithm>
@@ -20,6 +21,7 @@
 
 #include "rstasker/aws/sigv4.hpp"
 #include "support/paths.hpp"
+#include "support/process.hpp"
 
 namespace {
 
@@ -253,8 +255,13 @@ int main() {
              shared && fs::is_directory(*shared / "sigv4-suite")) {
     suite = *shared / "sigv4-suite";
   } else {
-    std::cout << "sigv4 conformance: skipped, no suite (set SIGV4_SUITE_DIR, or place the cases in "
-                 "../shared/sigv4-suite beside the checkout)\n";
+    std::cout << "sigv4 conformance: no suite (set SIGV4_SUITE_DIR, or place the cases in "
+                 "../shared/sigv4-suite beside the checkout)";
+    if (rstasker::testing::servers_required()) {
+      std::cout << "; RSTASKER_REQUIRE_SERVERS=1 forbids skipping\n";
+      return 1;
+    }
+    std::cout << ": skipped\n";
     return kSkipped;
   }
 
@@ -270,7 +277,7 @@ int main() {
   std::sort(cases.begin(), cases.end());
   if (cases.empty()) {
     std::cout << "sigv4 conformance: no case in " << suite << "\n";
-    return explicit_suite ? 1 : kSkipped;
+    return explicit_suite || rstasker::testing::servers_required() ? 1 : kSkipped;
   }
 
   std::size_t passed = 0;

@@ -43,6 +43,34 @@ TEST(ParseJson, RejectsAbsurdNestingWithoutRecursing) {
   EXPECT_NE(parse_error(objects).message().find("nested deeper"), std::string::npos);
 }
 
+// 500,000 empty objects (1.5 MB): nlohmann's depth callback rescanned the parent array at every
+// closing bracket, so this ran past the test's timeout (160,000 took 21 s in a release build); a
+// linear parse takes seconds even under the sanitizers. bench/parse_bench measures the speed.
+TEST(ParseJson, AcceptsAWideDocumentOfManyEmptyObjects) {
+  constexpr std::size_t kObjects = 500'000;
+  std::string wide = "[";
+  wide.reserve(kObjects * 3 + 2);
+  for (std::size_t i = 0; i < kObjects; ++i) wide += i == 0 ? "{}" : ",{}";
+  wide += "]";
+  Json value = parse_json(wide, "the event", error_names::kInvalidRequest);
+  ASSERT_TRUE(value.is_array());
+  EXPECT_EQ(value.size(), kObjects);
+  EXPECT_TRUE(value.back().is_object());
+}
+
+TEST(TryParseJson, IsTheDocumentOrNothing) {
+  EXPECT_EQ(try_parse_json(R"({"a":[1]})"), (Json{{"a", {1}}}));
+  EXPECT_EQ(try_parse_json("{\"a\":"), std::nullopt);
+  EXPECT_EQ(try_parse_json(""), std::nullopt);
+  std::string deep(100000, '[');
+  deep += std::string(100000, ']');
+  EXPECT_EQ(try_parse_json(deep), std::nullopt);
+  std::string limit(kMaxJsonDepth, '[');
+  limit += std::string(kMaxJsonDepth, ']');
+  EXPECT_TRUE(try_parse_json(limit).has_value());
+  EXPECT_EQ(try_parse_json("[" + limit + "]"), std::nullopt);
+}
+
 TEST(ParseJson, RejectsInvalidUtf8) {
   Error e = parse_error("{\"sqlStatement\":\"select '\xff\xfe'\"}");
   EXPECT_EQ(e.name(), "InvalidRequest");
@@ -104,6 +132,21 @@ TEST(Truncate, KeepsShortTextAndCutsOnCodePointBoundaries) {
   EXPECT_EQ(cut_marker, "äö..");
   EXPECT_TRUE(is_valid_utf8(cut_marker));
   EXPECT_EQ(truncate_utf8_chars(umlauts, 3, "…"), "äö…");
+}
+
+TEST(Excerpt, QuotesShortValuesWholeAndCutsLongOnesVisibly) {
+  EXPECT_EQ(excerpt("executeStatement"), "executeStatement");
+  std::string at_limit(kMaxExcerptChars, 'a');
+  EXPECT_EQ(excerpt(at_limit), at_limit);
+  std::string huge = std::string(300000, 'x');
+  std::string cut = excerpt(huge);
+  EXPECT_EQ(cut, std::string(kMaxExcerptChars, 'x') + " ... [cut, 300000 characters in all]");
+  // Code points, not bytes: a multi-byte sequence is never split.
+  std::string umlauts;
+  for (int i = 0; i < 300; ++i) umlauts += "ü";
+  std::string cut_umlauts = excerpt(umlauts);
+  EXPECT_TRUE(is_valid_utf8(cut_umlauts));
+  EXPECT_TRUE(cut_umlauts.starts_with(umlauts.substr(0, 2 * kMaxExcerptChars) + " ... [cut, 300"));
 }
 
 TEST(Utf8, ValidatesSequences) {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "rstasker/common/json.hpp"
+#include "support/process.hpp"
 
 namespace rstasker::log {
 namespace {
@@ -69,6 +70,25 @@ TEST(Redact, SqlPasswordClauses) {
   EXPECT_TRUE(contains(out, "CREATE USER etl")) << out;
 }
 
+// SQL allows any whitespace between PASSWORD and its literal; a statement split over lines must not
+// leak its password.
+TEST(Redact, SqlPasswordClausesAcrossLines) {
+  for (std::string gap : {"\n", "\r\n", "\n\t  ", "\f", "\v", " \n "}) {
+    std::string out = redact("CREATE USER etl PASSWORD" + gap +
+                             "'md5a1b2c3d4e5f60718293a4b5c6d7e8f90'" + gap + "NOCREATEDB");
+    EXPECT_FALSE(contains(out, "md5a1b2")) << out;
+    EXPECT_TRUE(contains(out, "NOCREATEDB")) << out;
+  }
+  EXPECT_FALSE(contains(redact("{\"password\":\n  \"hunter2hunter2\"}"), "hunter2"));
+}
+
+TEST(Logger, BoundsAHugeMessage) {
+  std::string out = bounded_message("x" + std::string(100000, 'y') + " password='hunter2hunter2'");
+  EXPECT_LE(out.size(), kMaxMessageBytes);
+  EXPECT_TRUE(out.ends_with(" ... [cut]")) << out.substr(out.size() - 50);
+  EXPECT_EQ(bounded_message("short"), "short");
+}
+
 TEST(Redact, LeavesProseAlone) {
   EXPECT_EQ(redact("password is required"), "password is required");
   EXPECT_EQ(redact("no secrets here: select 1"), "no secrets here: select 1");
@@ -88,25 +108,7 @@ TEST(Redact, RegisteredSecretsAnywhere) {
   EXPECT_EQ(redact("short"), "short");
 }
 
-// Captures what the installed logger writes to stderr.
-std::string capture_stderr(const std::function<void()>& body) {
-  std::fflush(stderr);
-  char path[] = "/tmp/rstasker-log-XXXXXX";
-  int fd = mkstemp(path);
-  int saved = dup(2);
-  dup2(fd, 2);
-  body();
-  spdlog::default_logger()->flush();
-  std::fflush(stderr);
-  dup2(saved, 2);
-  close(saved);
-  close(fd);
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  std::remove(path);
-  return text.str();
-}
+using rstasker::testing::capture_stderr;
 
 TEST(Logger, WritesLambdaJsonLinesWithRequestIdAndRedaction) {
   init(Settings{spdlog::level::info, Format::kJson});

@@ -251,6 +251,36 @@ TEST_F(RuntimeTest, ErrorBodyStaysValidJsonWhateverTheMessageHolds) {
   EXPECT_THAT(body["errorMessage"].get<std::string>(), HasSubstr("\"quotes\" and a\nnewline"));
 }
 
+// The caller sees the posted error: it is redacted and bounded like a log line, whatever the
+// handler's error holds (a password from a remote answer, a whole payload).
+TEST_F(RuntimeTest, ThePostedErrorIsRedactedAndBounded) {
+  server_.enqueue(invocation("secret"));
+  server_.enqueue(invocation("long"));
+  start([](const Invocation& invocation) -> std::string {
+    if (invocation.request_id == "secret") {
+      throw std::runtime_error("CREATE USER u PASSWORD\n'md5SECRETHASH0123456789abcdef'");
+    }
+    throw std::runtime_error(std::string(300000, 'x'));
+  });
+
+  Json secret = parse(outcome_of("secret").body);
+  EXPECT_THAT(secret["errorMessage"].get<std::string>(), Not(HasSubstr("SECRETHASH")));
+  EXPECT_THAT(secret["errorMessage"].get<std::string>(), HasSubstr("<redacted>"));
+  std::string long_message = parse(outcome_of("long").body)["errorMessage"];
+  EXPECT_LE(long_message.size(), log::kMaxMessageBytes);
+  EXPECT_THAT(long_message, HasSubstr("[cut]"));
+}
+
+// Lambda's synchronous response limit is 6,291,556 bytes; a response of exactly that size is
+// delivered (the limit used to be taken as 6 MiB, 100 bytes short).
+TEST_F(RuntimeTest, AResponseOfExactlyLambdasLimitIsDelivered) {
+  server_.enqueue(invocation("limit"));
+  start([](const Invocation&) -> std::string { return std::string(6'291'556, 'x'); });
+  PostedOutcome limit = outcome_of("limit");
+  EXPECT_EQ(limit.kind, PostedOutcome::Kind::kResponse);
+  EXPECT_EQ(limit.body.size(), 6'291'556u);
+}
+
 TEST_F(RuntimeTest, ReplacesAnOversizedResponseByResponseTooLargeAndKeepsServing) {
   server_.enqueue(invocation("huge"));
   server_.enqueue(invocation("small"));
@@ -575,6 +605,39 @@ TEST_F(BinaryTest, EachInvocationWritesItsMetricsAsEmbeddedMetricFormat) {
   EXPECT_EQ(failures[0]["coldStart"], true);
   EXPECT_EQ(failures[1]["coldStart"], false);
   EXPECT_FALSE(failures[1].contains("xrayTraceId")) << "the second invocation has no trace";
+}
+
+// An unknown action of 300,000 characters came back whole in the errorMessage and again in the
+// log line; both now quote its first characters only, marked as cut.
+TEST_F(BinaryTest, AHugeUnknownActionIsQuotedOnlyInPart) {
+  const std::string action = "A" + std::string(300000, 'b');
+  const std::string event = R"({"action":")" + action + R"("})";
+  BinaryRun invoked = run_binary({"invoke", write_event("huge-action.json", event)});
+  Json error = printed_error(invoked.output);
+  ASSERT_TRUE(error.is_object()) << invoked.output.substr(0, 2000);
+  EXPECT_EQ(error["errorType"], "InvalidRequest");
+  EXPECT_LT(error["errorMessage"].get<std::string>().size(), 1000u);
+  EXPECT_THAT(error["errorMessage"].get<std::string>(), HasSubstr("cut, 300001 characters"));
+
+  server_.enqueue(invocation("huge", event));
+  rstasker::testing::ProcessOptions options;
+  std::vector<std::string> env = complete_configuration();
+  env.push_back("AWS_LAMBDA_RUNTIME_API=" + server_.address());
+  options.argv = {"env", "-i"};
+  options.argv.insert(options.argv.end(), env.begin(), env.end());
+  options.argv.push_back(binary_.string());
+  options.log_file = file("runtime.log");
+  options.log_command_line = false;
+  rstasker::testing::Process runtime(options);
+  PostedOutcome outcome = outcome_of("huge");
+  EXPECT_EQ(outcome.error_type, "InvalidRequest");
+  EXPECT_LT(outcome.body.size(), 1000u);
+  server_.stop();
+  runtime.wait_for_exit(std::chrono::seconds(10));
+  runtime.stop();
+  std::string log = rstasker::testing::read_file(options.log_file);
+  EXPECT_THAT(log, HasSubstr("InvalidRequest"));
+  EXPECT_EQ(log.find(std::string(1000, 'b')), std::string::npos);
 }
 
 }  // namespace
