@@ -208,18 +208,6 @@ TEST(ReadEvent, ChecksWhatItCanWithoutConfiguration) {
             EventShape::kCloudFormation);
 }
 
-// Step Functions task tokens run to 2048 characters; real ones are often over 1,000.
-TEST(ParseAction, TaskTokensUpToStepFunctionsLimitAreAccepted) {
-  ActionRequest r = parse_action({{"sqlStatement", "select 1"},
-                                  {"executionArn", kArn},
-                                  {"taskToken", std::string(2000, 'T')}});
-  EXPECT_EQ(r.task_token.size(), 2000u);
-  EXPECT_TRUE(mentions(invalid({{"sqlStatement", "select 1"},
-                                {"executionArn", kArn},
-                                {"taskToken", std::string(2049, 'T')}}),
-                       "longer than 2048"));
-}
-
 // An unknown action is quoted by its start only, however long it is.
 TEST(ParseAction, AHugeUnknownActionIsQuotedInPart) {
   const std::string message = invalid({{"action", std::string(300000, 'a')}});

@@ -33,13 +33,13 @@ class BigPages : public rstasker::testing::FakeRedshiftData {
   std::vector<std::string> tokens;
 };
 
-aws::CallContext call_context() {
+aws::CallContext page_call_context() {
   return {Deadline::after(std::chrono::seconds(30)), {}};
 }
 
 std::string error_name(BigPages& redshift, const std::string& token) {
   try {
-    result_page(redshift, "big", token, 3500, call_context());
+    result_page(redshift, "big", token, 3500, page_call_context());
   } catch (const Error& e) {
     return e.name();
   }
@@ -48,7 +48,7 @@ std::string error_name(BigPages& redshift, const std::string& token) {
 
 TEST(ResultPages, APageThatFitsComesBackAsTheDataApiGaveIt) {
   BigPages redshift;
-  Json page = result_page(redshift, "big", "", 1'000'000, call_context());
+  Json page = result_page(redshift, "big", "", 1'000'000, page_call_context());
   EXPECT_EQ(page["Records"].size(), 10u);
   EXPECT_EQ(page["NextToken"], "data-api-page-2");
 }
@@ -60,7 +60,7 @@ TEST(ResultPages, ALargePageIsSplitAndEveryRecordComesOnceInOrder) {
   std::string token;
   int pages = 0;
   do {
-    Json page = result_page(redshift, "big", token, kLimit, call_context());
+    Json page = result_page(redshift, "big", token, kLimit, page_call_context());
     EXPECT_LE(dump_json(page).size(), kLimit);
     EXPECT_EQ(page["TotalNumRows"], 15);
     for (const Json& r : page["Records"]) records.push_back(r);
@@ -89,7 +89,7 @@ TEST(ResultPages, ForeignOrBrokenTokensOfOursAreRefusedByName) {
 TEST(ResultPages, ARecordLargerThanTheLimitIsResponseTooLarge) {
   BigPages redshift;
   try {
-    result_page(redshift, "big", "", 900, call_context());
+    result_page(redshift, "big", "", 900, page_call_context());
     ADD_FAILURE() << "no error";
   } catch (const Error& e) {
     EXPECT_EQ(e.name(), "ResponseTooLarge");
