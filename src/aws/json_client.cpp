@@ -8,6 +8,8 @@
 #include <random>
 #include <thread>
 
+#include "rstasker/aws/user_agent.hpp"
+
 namespace rstasker::aws {
 
 namespace {
@@ -110,6 +112,7 @@ HttpResponse JsonClient::send_once(std::string_view operation, const std::string
       {"Content-Type", std::string(protocol_.content_type)},
       {"X-Amz-Target", std::string(protocol_.target_prefix) + "." + std::string(operation)}};
   if (!context.trace_id.empty()) request.headers.emplace_back("X-Amzn-Trace-Id", context.trace_id);
+  request.headers.emplace_back("User-Agent", process_user_agent());
   signer_.sign(request, credentials_, std::chrono::system_clock::now());
   return transport_->send(request, context.deadline);
 }

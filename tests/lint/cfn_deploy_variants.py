@@ -217,6 +217,17 @@ def as_list(value):
     return value if isinstance(value, list) else [value]
 
 
+def check_operations(deployer, name, outputs):
+    """What moto models of the operations settings. Its CloudFormation skips AWS::CloudWatch::Alarm
+    and ignores TracingConfig and ManagedPolicyArns, so for those this only shows that both
+    variants of HasAlarmTopic and TracingActive deploy (cfn-lint checks their properties)."""
+    configuration = deployer.lam.get_function_configuration(FunctionName=outputs["FunctionName"])
+    environment = configuration["Environment"]["Variables"]
+    check(environment.get("METRICS_NAMESPACE") == "RedshiftTasker",
+          f"{name}: METRICS_NAMESPACE is {environment.get('METRICS_NAMESPACE')!r}")
+    check(outputs.get("DashboardName"), f"{name}: output DashboardName is missing")
+
+
 def check_tasker(deployer, stack, target, schedule, reserved, timeout, outputs):
     name = f"tasker {stack}"
     for key in ("FunctionArn", "FunctionName", "RoleName", "RoleArn", "TableName", "QueueUrl"):
@@ -259,17 +270,23 @@ def check_tasker(deployer, stack, target, schedule, reserved, timeout, outputs):
 def tasker_variants(deployer):
     body = template("tasker.yaml")
     timeouts = itertools.cycle(TIMEOUTS)
+    # Alarms and tracing alternate over the variants: each condition is deployed both ways.
+    operations = itertools.cycle([("", "PassThrough"),
+                                  (f"arn:aws:sns:{REGION}:{ACCOUNT}:tasker-alarms", "Active")])
     for (label, target), schedule, reserved in itertools.product(
             TARGETS.items(), ["", "rate(5 minutes)"], [0, 5]):
         timeout = next(timeouts)
+        alarm_topic, tracing = next(operations)
         stack = f"tasker-{label}-{'schedule' if schedule else 'noschedule'}-r{reserved}"
         parameters = {**target, "Database": "dev", "CodeS3Bucket": "artifacts",
                       "CodeS3Key": "tasker.zip", "ReconcileSchedule": schedule,
-                      "ReservedConcurrency": reserved, "FunctionTimeout": timeout}
+                      "ReservedConcurrency": reserved, "FunctionTimeout": timeout,
+                      "AlarmTopicArn": alarm_topic, "Tracing": tracing}
         status, outputs = deployer.deploy(stack, body, parameters)
         check(status == "CREATE_COMPLETE", f"tasker {stack}: {status}")
         if status == "CREATE_COMPLETE":
             check_tasker(deployer, stack, target, schedule, reserved, timeout, outputs)
+            check_operations(deployer, f"tasker {stack}", outputs)
         status = deployer.delete(stack)
         check(status == "DELETE_COMPLETE", f"tasker {stack}: deleting it ended {status}")
         print(f"tasker.yaml {stack}: checked", flush=True)
