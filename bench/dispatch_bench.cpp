@@ -1,9 +1,11 @@
 // Event dispatch cost inside the binary, with the services faked (no I/O): parsing, validation,
-// state bookkeeping and response building per event.
+// state bookkeeping and response building per event. Argument 1 runs with the EMF metrics on
+// (written to /dev/null, so their formatting and write are counted), 0 with them off.
 #include <benchmark/benchmark.h>
 #include <spdlog/spdlog.h>
 
 #include "rstasker/common/error.hpp"
+#include "rstasker/common/metrics.hpp"
 #include "rstasker/tasker/tasker.hpp"
 #include "support/fakes.hpp"
 
@@ -21,6 +23,12 @@ struct Bench {
   std::shared_ptr<FakeCfnResponder> cfn = std::make_shared<FakeCfnResponder>();
   Tasker tasker{rstasker::testing::test_config(), Dependencies{redshift, state, sfn, cfn}};
   rstasker::aws::CallContext context{Deadline::after(std::chrono::hours(1)), {}};
+
+  explicit Bench(const benchmark::State& state) {
+    static std::FILE* null_out = std::fopen("/dev/null", "w");
+    rstasker::metrics::init({state.range(0) != 0, "RedshiftTasker", "bench", null_out});
+  }
+  ~Bench() { rstasker::metrics::init({}); }
 };
 
 const std::string kExecute =
@@ -29,13 +37,13 @@ const std::string kExecute =
     R"("taskToken":"AAAAKgAAAAIAAAAAAAAAAUMsn4ME1wlWClf+m0JU="})";
 
 void BM_ExecuteStatementCallback(benchmark::State& state) {
-  Bench b;
+  Bench b(state);
   for (auto _ : state) benchmark::DoNotOptimize(b.tasker.handle_payload(kExecute, b.context));
 }
-BENCHMARK(BM_ExecuteStatementCallback);
+BENCHMARK(BM_ExecuteStatementCallback)->ArgName("metrics")->Arg(0)->Arg(1);
 
 void BM_InvalidEventRefused(benchmark::State& state) {
-  Bench b;
+  Bench b(state);
   const std::string invalid = R"({"action":"describeStatement","statementId":"LATEST"})";
   for (auto _ : state) {
     try {
@@ -45,11 +53,11 @@ void BM_InvalidEventRefused(benchmark::State& state) {
     }
   }
 }
-BENCHMARK(BM_InvalidEventRefused);
+BENCHMARK(BM_InvalidEventRefused)->ArgName("metrics")->Arg(0)->Arg(1);
 
 // A 10-record completion batch: parse, claim, call back, finish (services are in memory).
 void BM_CompletionBatchOf10(benchmark::State& state) {
-  Bench b;
+  Bench b(state);
   int token = 0;
   for (auto _ : state) {
     state.PauseTiming();
@@ -72,7 +80,11 @@ void BM_CompletionBatchOf10(benchmark::State& state) {
     benchmark::DoNotOptimize(b.tasker.handle_payload(payload, b.context));
   }
 }
-BENCHMARK(BM_CompletionBatchOf10)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_CompletionBatchOf10)
+    ->ArgName("metrics")
+    ->Arg(0)
+    ->Arg(1)
+    ->Unit(benchmark::kMicrosecond);
 
 // Hostile events of about 6 MB (Lambda's synchronous payload limit) refused through the whole
 // path: parse, then validation. Flat: one object of many small members; wide: an array of many

@@ -32,7 +32,7 @@ Usage:
                                    response JSON and exit 0; on error print
                                    {"errorType":...,"errorMessage":...} and exit 1
   redshift-tasker --help           show this help
-  redshift-tasker --version        show the version
+  redshift-tasker --version        show the version, the commit and the architecture
 
 Configuration comes from the environment, as in Lambda: CLUSTER_IDENTIFIER or WORKGROUP_NAME,
 DATABASE, DB_USER or SECRET_ARN, DDB_TABLE_NAME, TTL, LOG_LEVEL, AWS_REGION, AWS credentials,
@@ -136,7 +136,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (command == "--version") {
-    std::cout << "redshift-tasker " << rstasker::kVersion << '\n';
+    std::cout << "redshift-tasker " << rstasker::kVersion << " (commit " << rstasker::kCommit
+              << ", " << rstasker::kArchitecture << ")\n";
     return 0;
   }
   if (command == "invoke") {

@@ -1,6 +1,7 @@
 """The demo's run (scripts/demo): starts every example state machine and three query-runner
 executions on a deployed local stack, waits for them, and prints one table row per execution:
-what it shows, the states it went through, and how it ended.
+what it shows, the states it went through, and how it ended; then a summary of the metrics the
+function wrote during the run (its EMF lines in the local stack's function logs).
 
 Usage: demo.py STATE_DIR   (the local stack's state directory; its env file and stacks/*.env)
        demo.py --query-runner-input   (print the input a run gives the query runner; the e2e
@@ -10,6 +11,7 @@ Every run names what it creates after its own run id, so the demo can run again 
 was kept (RSTASKER_DEMO_KEEP=1).
 """
 
+import glob
 import json
 import os
 import secrets
@@ -141,6 +143,61 @@ def outcome_of(described):
     return status
 
 
+def emf_metrics(log_dir, function_name, since_ms):
+    """Sums of every metric (and the values of each millisecond one) in the EMF documents the
+    function wrote at or after since_ms, keyed "Name" plus " Dim=Value" for each dimension of the
+    document's first dimension set besides FunctionName."""
+    sums, values = {}, {}
+    for path in glob.glob(os.path.join(log_dir, function_name, "*.log")):
+        with open(path, encoding="utf-8", errors="replace") as log:
+            for line in log:
+                if '"_aws"' not in line:
+                    continue
+                try:
+                    doc = json.loads(line)
+                    meta = doc["_aws"]
+                    if meta["Timestamp"] < since_ms:
+                        continue
+                    for directive in meta["CloudWatchMetrics"]:
+                        dims = [d for d in directive["Dimensions"][0] if d != "FunctionName"]
+                        suffix = "".join(f" {d}={doc[d]}" for d in dims)
+                        for metric in directive["Metrics"]:
+                            value = doc[metric["Name"]]
+                            numbers = value if isinstance(value, list) else [value]
+                            key = metric["Name"] + suffix
+                            sums[key] = sums.get(key, 0) + sum(numbers)
+                            if metric.get("Unit") == "Milliseconds":
+                                values.setdefault(metric["Name"], []).extend(numbers)
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line that merely mentions "_aws"
+    return sums, values
+
+
+def print_metrics_summary(sums, values):
+    def total(name):
+        return int(sum(v for k, v in sums.items() if k == name or k.startswith(name + " ")))
+
+    def split(name):
+        parts = [f"{k[len(name) + 1:]}: {int(v)}" for k, v in sorted(sums.items())
+                 if k.startswith(name + " ")]
+        return ", ".join(parts) if parts else "none"
+
+    print("metrics of this run (the function's EMF log lines):")
+    print(f"  statements started: {total('StatementsStarted')} ({split('StatementsStarted')}); "
+          f"start failures: {total('StartFailures')}; "
+          f"singleton refused: {total('SingletonRefused')}")
+    print(f"  callbacks sent: {total('CallbacksSent')} ({split('CallbacksSent')})")
+    print(f"  callback failures: {total('CallbackFailures')}; waiters gone: "
+          f"{total('WaiterGone')}; duplicate events: {total('DuplicateEvents')}; "
+          f"foreign events: {total('ForeignEvents')}; query-runner retries: "
+          f"{total('QueryRunnerRetries')}; cold starts: {total('ColdStart')}")
+    latency = sorted(values.get("CallbackLatency", []))
+    if latency:
+        p50 = latency[len(latency) // 2]
+        print(f"  callback latency from the completion event: p50 {p50:.0f} ms, "
+              f"max {latency[-1]:.0f} ms over {len(latency)} callbacks")
+
+
 def main():
     if sys.argv[1:] == ["--query-runner-input"]:
         print(json.dumps(query_runner_input(new_run_id())))
@@ -152,6 +209,7 @@ def main():
     sfn, lambda_client = clients(env)
 
     started = []
+    run_started_ms = int(time.time() * 1000)
     run_id = new_run_id()
     for label, what, machine, payload in runs(examples, runner["STATE_MACHINE_ARN"], run_id):
         arn = sfn.start_execution(
@@ -188,6 +246,9 @@ def main():
         "getStatementResult LATEST of single_success, through the function: "
         + json.dumps(result.get("Records", result))
     )
+
+    function_name = env["TASKER_FUNCTION_ARN"].rsplit(":", 1)[-1]
+    print_metrics_summary(*emf_metrics(env["TASKER_LOG_DIR"], function_name, run_started_ms))
 
     expected_failures = {"query_runner_no_match"}
     unexpected = [

@@ -10,6 +10,7 @@
 #include <random>
 #include <thread>
 
+#include "rstasker/aws/user_agent.hpp"
 #include "rstasker/common/text.hpp"
 
 namespace rstasker::aws {
@@ -189,6 +190,7 @@ HttpResponse JsonClient::send_once(std::string_view operation, const std::string
       {"Content-Type", std::string(protocol_.content_type)},
       {"X-Amz-Target", std::string(protocol_.target_prefix) + "." + std::string(operation)}};
   if (!context.trace_id.empty()) request.headers.emplace_back("X-Amzn-Trace-Id", context.trace_id);
+  request.headers.emplace_back("User-Agent", process_user_agent());
   signer_.sign(request, credentials_,
                std::chrono::system_clock::now() +
                    std::chrono::milliseconds(clock_offset_ms_.load(std::memory_order_relaxed)));

@@ -2,6 +2,8 @@
 #include "rstasker/common/deadline.hpp"
 
 #include <algorithm>
+#include <array>
+#include <ctime>
 
 namespace rstasker {
 
@@ -54,6 +56,15 @@ std::int64_t now_epoch_ms() {
 
 std::int64_t now_epoch_seconds() {
   return now_epoch_ms() / 1000;
+}
+
+std::string iso8601_utc(std::int64_t epoch_ms) {
+  std::time_t seconds = static_cast<std::time_t>(epoch_ms / 1000);
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  std::array<char, 32> buf{};
+  std::size_t n = std::strftime(buf.data(), buf.size(), "%Y-%m-%dT%H:%M:%SZ", &utc);
+  return std::string(buf.data(), n);
 }
 
 }  // namespace rstasker

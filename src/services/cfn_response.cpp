@@ -8,6 +8,7 @@
 #include <optional>
 #include <thread>
 
+#include "rstasker/aws/user_agent.hpp"
 #include "rstasker/common/error.hpp"
 #include "rstasker/common/text.hpp"
 
@@ -80,7 +81,7 @@ class HttpCfnResponder final : public CfnResponder {
     request.url = response_url;
     // CloudFormation's pre-signed URLs expect no content type (signatures of the older form
     // cover it), and libcurl would otherwise add a form type of its own.
-    request.headers = {{"Content-Type", ""}};
+    request.headers = {{"Content-Type", ""}, {"User-Agent", aws::process_user_agent()}};
     request.body = body;
 
     // Every attempt PUTs the same bytes. A reply lost after S3 stored the body (a time-out, a

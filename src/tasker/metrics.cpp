@@ -3,20 +3,14 @@
 
 #include <algorithm>
 #include <charconv>
-#include <chrono>
 #include <ctime>
 
+#include "rstasker/common/deadline.hpp"
 #include "rstasker/common/json.hpp"
 
 namespace rstasker::tasker::metric {
 
 namespace {
-
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 bool read_int(std::string_view text, std::size_t pos, std::size_t length, int* out) {
   if (pos + length > text.size()) return false;
@@ -81,7 +75,7 @@ void record_callback(WaiterKind kind, const Outcome& outcome) {
                  {{kWaiterDimension, waiter_name(kind)}, {kOutcomeDimension, status}});
   if (auto at = event_time_ms(outcome.event)) {
     metrics::put(kCallbackLatency, metrics::Unit::kMilliseconds,
-                 static_cast<double>(std::max<std::int64_t>(0, now_ms() - *at)),
+                 static_cast<double>(std::max<std::int64_t>(0, now_epoch_ms() - *at)),
                  {{kWaiterDimension, waiter_name(kind)}, {kOutcomeDimension, status}});
   }
 }

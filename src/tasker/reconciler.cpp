@@ -3,8 +3,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <ctime>
-
 #include "rstasker/common/error.hpp"
 #include "rstasker/common/log.hpp"
 #include "rstasker/common/text.hpp"
@@ -27,15 +25,6 @@ bool is_statement_not_found(const Error& e) {
   const std::string message = ascii_lower(e.message());
   return e.name() == "ValidationException" && (message.find("not found") != std::string::npos ||
                                                message.find("does not exist") != std::string::npos);
-}
-
-std::string iso_now() {
-  std::time_t now = std::time(nullptr);
-  std::tm utc{};
-  gmtime_r(&now, &utc);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &utc);
-  return buf;
 }
 
 // The integer member `key` of a Data API answer, or `fallback` when absent, null or not an
@@ -70,7 +59,7 @@ Json Reconciler::synthesize_event(const Json& described, const std::string& stat
           {"detail-type", "Redshift Data Statement Status Change"},
           {"source", "aws.redshift-data"},
           {"account", ""},
-          {"time", iso_now()},
+          {"time", iso8601_utc(now_epoch_ms())},
           {"region", region},
           {"resources", Json::array()},
           {"detail", detail}};

@@ -229,6 +229,17 @@ def as_list(value):
     return value if isinstance(value, list) else [value]
 
 
+def check_operations(deployer, name, outputs):
+    """What moto models of the operations settings. Its CloudFormation skips AWS::CloudWatch::Alarm
+    and ignores TracingConfig and ManagedPolicyArns, so for those this only shows that both
+    variants of HasAlarmTopic and TracingActive deploy (cfn-lint checks their properties)."""
+    configuration = deployer.lam.get_function_configuration(FunctionName=outputs["FunctionName"])
+    environment = configuration["Environment"]["Variables"]
+    check(environment.get("METRICS_NAMESPACE") == "RedshiftTasker",
+          f"{name}: METRICS_NAMESPACE is {environment.get('METRICS_NAMESPACE')!r}")
+    check(outputs.get("DashboardName"), f"{name}: output DashboardName is missing")
+
+
 def check_tasker(deployer, stack, target, schedule, reserved, timeout, architecture, code_key,
                  outputs):
     name = f"tasker {stack}"
@@ -293,15 +304,20 @@ def tasker_variants(deployer):
     body = template("tasker.yaml")
     timeouts = itertools.cycle(TIMEOUTS)
     code_variants = itertools.cycle(CODE_VARIANTS)
+    # Alarms and tracing alternate over the variants: each condition is deployed both ways.
+    operations = itertools.cycle([("", "PassThrough"),
+                                  (f"arn:aws:sns:{REGION}:{ACCOUNT}:tasker-alarms", "Active")])
     for (label, target), schedule, reserved in itertools.product(
             TARGETS.items(), ["", "rate(5 minutes)"], [0, 5]):
         timeout = next(timeouts)
         architecture, explicit_key = next(code_variants)
+        alarm_topic, tracing = next(operations)
         stack = (f"tasker-{label}-{'schedule' if schedule else 'noschedule'}-r{reserved}-"
                  f"{architecture}")
         parameters = {**target, "Database": "dev", "CodeS3Bucket": "artifacts",
                       "Architecture": architecture, "ReconcileSchedule": schedule,
-                      "ReservedConcurrency": reserved, "FunctionTimeout": timeout}
+                      "ReservedConcurrency": reserved, "FunctionTimeout": timeout,
+                      "AlarmTopicArn": alarm_topic, "Tracing": tracing}
         code_key = f"redshift-tasker-{architecture}.zip"
         if explicit_key:
             code_key = parameters["CodeS3Key"] = "tasker.zip"
@@ -310,6 +326,7 @@ def tasker_variants(deployer):
         if status == "CREATE_COMPLETE":
             check_tasker(deployer, stack, target, schedule, reserved, timeout, architecture,
                          code_key, outputs)
+            check_operations(deployer, f"tasker {stack}", outputs)
         status = deployer.delete(stack)
         check(status == "DELETE_COMPLETE", f"tasker {stack}: deleting it ended {status}")
         print(f"tasker.yaml {stack}: checked", flush=True)

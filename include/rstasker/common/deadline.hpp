@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <string>
 
 namespace rstasker {
 
@@ -40,5 +41,7 @@ class Deadline {
 // Wall-clock helpers (UTC).
 std::int64_t now_epoch_ms();
 std::int64_t now_epoch_seconds();
+// `epoch_ms` as ISO 8601 UTC to the second ("2026-11-01T21:14:26Z"), as EventBridge writes times.
+std::string iso8601_utc(std::int64_t epoch_ms);
 
 }  // namespace rstasker

@@ -8,6 +8,8 @@
 #include <map>
 #include <mutex>
 
+#include "rstasker/aws/user_agent.hpp"
+
 namespace rstasker::aws {
 namespace {
 
@@ -60,6 +62,8 @@ TEST_F(Fixture, SendsASignedJsonRequestWithTargetAndTrace) {
   EXPECT_EQ(*r.header("X-Amz-Target"), "DynamoDB_20120810.ListTables");
   EXPECT_EQ(*r.header("Content-Type"), "application/x-amz-json-1.0");
   EXPECT_EQ(*r.header("X-Amzn-Trace-Id"), "Root=1-abc");
+  ASSERT_NE(r.header("User-Agent"), nullptr);
+  EXPECT_EQ(*r.header("User-Agent"), process_user_agent());
   EXPECT_EQ(*r.header("X-Amz-Security-Token"), "TOKEN");
   ASSERT_NE(r.header("Authorization"), nullptr);
   EXPECT_TRUE(r.header("Authorization")->starts_with("AWS4-HMAC-SHA256 Credential=AKID/"));

@@ -19,6 +19,7 @@
 #include "rstasker/common/error.hpp"
 #include "rstasker/common/json.hpp"
 #include "rstasker/common/log.hpp"
+#include "rstasker/version.hpp"
 #include "support/emf.hpp"
 #include "support/paths.hpp"
 #include "support/process.hpp"
@@ -552,6 +553,14 @@ TEST_F(BinaryTest, TheRuntimeAnswersAMalformedEventWithoutLoggingItsTaskToken) {
   std::string log = rstasker::testing::read_file(options.log_file);
   EXPECT_THAT(log, HasSubstr("InvalidRequest"));
   EXPECT_THAT(log, Not(HasSubstr("SECRET")));
+}
+
+TEST_F(BinaryTest, VersionNamesTheCommitAndTheArchitecture) {
+  BinaryRun run = run_binary({"--version"});
+  EXPECT_EQ(run.status, 0) << run.output;
+  EXPECT_EQ(run.output, std::string("redshift-tasker ") + kVersion + " (commit " + kCommit + ", " +
+                            kArchitecture + ")\n");
+  EXPECT_NE(std::string(kCommit), "") << "CMake fills in the commit";
 }
 
 TEST_F(BinaryTest, EachInvocationWritesItsMetricsAsEmbeddedMetricFormat) {
