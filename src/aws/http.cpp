@@ -101,7 +101,16 @@ struct Exchange {
   HttpResponse* response;
   std::size_t max_bytes;
   bool too_large = false;
+  char detail[CURL_ERROR_SIZE] = {};  // libcurl's own words on a failure (CURLOPT_ERRORBUFFER)
 };
+
+// Failures to verify the peer's certificate (an unknown CA, a wrong host name, a missing or
+// unreadable CA bundle), as opposed to a network that may recover.
+bool is_certificate_failure(CURLcode code) {
+  return code == CURLE_PEER_FAILED_VERIFICATION || code == CURLE_SSL_CACERT_BADFILE ||
+         code == CURLE_SSL_ISSUER_ERROR || code == CURLE_SSL_INVALIDCERTSTATUS ||
+         code == CURLE_SSL_PINNEDPUBKEYNOTMATCH;
+}
 
 std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user) {
   auto* exchange = static_cast<Exchange*>(user);
@@ -155,6 +164,7 @@ class CurlTransport final : public HttpTransport {
     configure(handle.get(), request, headers.get(), exchange, deadline);
 
     CURLcode code = curl().easy_perform(handle.get());
+    curl().easy_setopt(handle.get(), CURLOPT_ERRORBUFFER, nullptr);  // `exchange` is going away
     if (code != CURLE_OK) {
       // A failed handle may hold a broken connection; do not return it to the pool.
       if (exchange.too_large) {
@@ -166,6 +176,15 @@ class CurlTransport final : public HttpTransport {
       if (code == CURLE_OPERATION_TIMEDOUT && deadline.expired()) {
         throw Error(error_names::kDeadlineExceeded,
                     "the invocation's deadline passed while calling " + origin);
+      }
+      if (is_certificate_failure(code)) {
+        // Repeating cannot help: the CA bundle or the endpoint's certificate must change.
+        throw Error(
+            error_names::kConfigurationError,
+            "the TLS certificate of " + origin + " was not verified with the CA bundle " +
+                (options_.ca_bundle.empty() ? std::string("(none found)") : options_.ca_bundle) +
+                ": " + (*exchange.detail ? exchange.detail : curl().easy_strerror(code)),
+            0, false);
       }
       throw Error(error_names::kNetworkError,
                   std::string("request to ") + origin + " failed: " + curl().easy_strerror(code), 0,
@@ -247,6 +266,7 @@ class CurlTransport final : public HttpTransport {
     curl().easy_setopt(h, CURLOPT_WRITEDATA, &exchange);
     curl().easy_setopt(h, CURLOPT_HEADERFUNCTION, &on_header);
     curl().easy_setopt(h, CURLOPT_HEADERDATA, &exchange);
+    curl().easy_setopt(h, CURLOPT_ERRORBUFFER, exchange.detail);
     curl().easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
     curl().easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
     if (!options_.ca_bundle.empty())

@@ -114,8 +114,8 @@ HttpResponse JsonClient::send_once(std::string_view operation, const std::string
   return transport_->send(request, context.deadline);
 }
 
-Json JsonClient::call(std::string_view operation, const Json& request,
-                      const CallContext& context) const {
+Json JsonClient::call(std::string_view operation, const Json& request, const CallContext& context,
+                      CallHistory* history) const {
   const std::string body = dump_json(request);
   for (int attempt = 1;; ++attempt) {
     std::optional<Error> failure;
@@ -137,6 +137,10 @@ Json JsonClient::call(std::string_view operation, const Json& request,
       failure = e;
     }
     if (!failure->retryable() || attempt >= retry_.max_attempts) throw *failure;
+    // Throttling refuses a request before applying it; no answer or a 5xx leaves it open.
+    if (history != nullptr && (failure->http_status() == 0 || failure->http_status() >= 500)) {
+      history->maybe_applied = true;
+    }
     auto delay = backoff_delay(retry_, attempt);
     // Leave time for the retried request itself; give up rather than overrun the deadline.
     if (delay + std::chrono::milliseconds(100) >= context.deadline.remaining()) throw *failure;

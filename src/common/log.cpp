@@ -12,6 +12,7 @@
 #include <ctime>
 #include <map>
 #include <mutex>
+#include <vector>
 
 #include "rstasker/common/json.hpp"
 #include "rstasker/common/text.hpp"
@@ -33,12 +34,30 @@ constexpr std::array<std::string_view, 14> kSensitiveKeys = {
 struct State {
   std::mutex mutex;
   std::string request_id;
+  Json invocation_fields = Json::object();
   std::map<std::string, int, std::less<>> secrets;  // value -> registration count
 };
 
 State& state() {
   static State instance;
   return instance;
+}
+
+// The structured fields of the work in progress on this thread (ScopedFields), innermost last.
+thread_local std::vector<std::pair<std::string, Json>> scoped_fields;
+
+bool is_reserved_field(std::string_view key) {
+  return key == "timestamp" || key == "level" || key == "message" || key == "requestId";
+}
+
+// Adds the invocation's and this thread's structured fields to a JSON line, redacted.
+void add_fields(Json& out, const Json& invocation_fields) {
+  auto add = [&out](const std::string& key, const Json& value) {
+    if (is_reserved_field(key)) return;
+    out[key] = value.is_string() ? Json(redact(value.get<std::string>())) : value;
+  };
+  for (const auto& [key, value] : invocation_fields.items()) add(key, value);
+  for (const auto& [key, value] : scoped_fields) add(key, value);
 }
 
 bool is_space(char c) {
@@ -156,9 +175,11 @@ class LambdaFormatter final : public spdlog::formatter {
   void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
     std::string message = redact(std::string_view(msg.payload.data(), msg.payload.size()));
     std::string request_id;
+    Json invocation_fields;
     {
       std::lock_guard lock(state().mutex);
       request_id = state().request_id;
+      if (format_ == Format::kJson) invocation_fields = state().invocation_fields;
     }
     std::string line;
     if (format_ == Format::kJson) {
@@ -166,6 +187,7 @@ class LambdaFormatter final : public spdlog::formatter {
                   {"level", level_name(msg.level)},
                   {"message", message}};
       if (!request_id.empty()) out["requestId"] = request_id;
+      add_fields(out, invocation_fields);
       line = dump_json(out);
     } else {
       line = fmt::format("{} {} {} {}", iso_timestamp(msg.time), level_name(msg.level),
@@ -236,6 +258,34 @@ void init(const Settings& settings) {
 void set_request_id(std::string request_id) {
   std::lock_guard lock(state().mutex);
   state().request_id = std::move(request_id);
+}
+
+void set_invocation_field(std::string_view key, Json value) {
+  std::lock_guard lock(state().mutex);
+  if (value.is_null()) {
+    state().invocation_fields.erase(std::string(key));
+  } else {
+    state().invocation_fields[std::string(key)] = std::move(value);
+  }
+}
+
+void clear_invocation_fields() {
+  std::lock_guard lock(state().mutex);
+  state().invocation_fields = Json::object();
+}
+
+ScopedFields::ScopedFields(std::initializer_list<std::pair<std::string_view, Json>> fields) {
+  for (const auto& [key, value] : fields) {
+    if (value.is_null() || (value.is_string() && value.get_ref<const std::string&>().empty())) {
+      continue;
+    }
+    scoped_fields.emplace_back(std::string(key), value);
+    ++pushed_;
+  }
+}
+
+ScopedFields::~ScopedFields() {
+  scoped_fields.resize(scoped_fields.size() - pushed_);
 }
 
 void add_secret(std::string_view value) {

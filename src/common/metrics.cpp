@@ -71,6 +71,7 @@ Json document(const Settings& settings, const Group& group,
     }
   }
   if (definitions.empty()) return nullptr;
+  if (!settings.level.empty()) out["level"] = settings.level;
   out["_aws"] = {{"Timestamp", timestamp_ms},
                  {"CloudWatchMetrics", Json::array({{{"Namespace", settings.name_space},
                                                      {"Dimensions", dimension_sets},

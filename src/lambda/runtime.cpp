@@ -134,6 +134,17 @@ Outcome invoke(const Handler& handler, const Invocation& invocation) {
 
 // The environment is the contract (the X-Ray SDK convention). It is written only here, before a
 // handler starts, when no handler code can be reading it.
+// The X-Ray trace id of a trace header ("Root=1-...;Parent=...;Sampled=1"): its Root, or null.
+Json xray_trace_id(std::string_view header) {
+  for (std::size_t from = 0; from < header.size();) {
+    std::size_t end = std::min(header.find(';', from), header.size());
+    std::string_view part = header.substr(from, end - from);
+    if (part.starts_with("Root=")) return std::string(part.substr(5));
+    from = end + 1;
+  }
+  return nullptr;
+}
+
 void set_trace_id(const std::string& trace_id) {
   if (trace_id.empty()) {
     unsetenv(kTraceEnvironmentVariable);  // NOLINT(concurrency-mt-unsafe)
@@ -145,12 +156,14 @@ void set_trace_id(const std::string& trace_id) {
 void handle(RuntimeClient& client, const Handler& handler, const Invocation& invocation) {
   log::set_request_id(invocation.request_id);
   set_trace_id(invocation.trace_id);
+  log::set_invocation_field("xrayTraceId", xray_trace_id(invocation.trace_id));
   Outcome outcome = invoke(handler, invocation);
   try {
     if (outcome.failed) {
       // Internal errors are bugs; the rest are answers the caller is expected to Catch.
       auto level = outcome.error_type == error_names::kInternalError ? spdlog::level::err
                                                                      : spdlog::level::warn;
+      log::ScopedFields fields{{"errorType", outcome.error_type}};
       spdlog::log(level, "invocation failed with {}: {}", outcome.error_type, outcome.text);
       client.post_error(invocation.request_id, outcome.error_type, outcome.text);
     } else {
@@ -161,6 +174,7 @@ void handle(RuntimeClient& client, const Handler& handler, const Invocation& inv
                   e.message());
   }
   log::set_request_id("");
+  log::clear_invocation_fields();
 }
 
 }  // namespace

@@ -42,6 +42,9 @@ class JsonRedshiftData final : public RedshiftData {
     Json body = {{"Status", request.status}, {"MaxResults", request.max_results}};
     if (!request.statement_name.empty()) body["StatementName"] = request.statement_name;
     if (!request.next_token.empty()) body["NextToken"] = request.next_token;
+    if (!request.cluster_identifier.empty()) body["ClusterIdentifier"] = request.cluster_identifier;
+    if (!request.workgroup_name.empty()) body["WorkgroupName"] = request.workgroup_name;
+    if (!request.database.empty()) body["Database"] = request.database;
     return client_->call("ListStatements", body, context);
   }
 

@@ -10,6 +10,7 @@
 
 #include "rstasker/common/error.hpp"
 #include "rstasker/common/json.hpp"
+#include "rstasker/common/log.hpp"
 #include "rstasker/common/text.hpp"
 #include "rstasker/tasker/metrics.hpp"
 
@@ -93,6 +94,7 @@ Disposition Completions::complete(const StatementKey& key, Outcome outcome,
                                   const aws::CallContext& context) {
   const std::string name = key.statement_name();
   const std::string owner = random_uuid();
+  log::ScopedFields fields{{"statementName", name}, {"statementId", outcome.statement_id}};
   const std::int64_t lease_until = context.deadline.epoch_ms() + options_.claim_grace.count();
 
   Claim claim = state_->claim(key, owner, lease_until, context);
@@ -114,6 +116,7 @@ Disposition Completions::complete(const StatementKey& key, Outcome outcome,
   }
   fault("claimed");
   const StatementRecord& record = claim.record;
+  log::ScopedFields waiter_field{{"waiter", metric::waiter_name(record.waiter.kind)}};
   // Whichever attempt answers (this event, a redelivery, reconcile), a CloudFormation answer is
   // built from the same stable inputs, so a repeated PUT stores the same bytes again.
   if (outcome.statement_id.empty()) outcome.statement_id = record.statement_id;

@@ -25,13 +25,15 @@ constexpr std::size_t kMaxExecutionArnLength =
 // SendTaskHeartbeat).
 constexpr std::size_t kMaxTaskTokenLength = 2048;
 constexpr std::size_t kMaxParameters = 100;
+// Room for "<execution ARN>#<state name>#<entered time>", the key a state machine builds.
+constexpr std::size_t kMaxIdempotencyKeyLength = 512;
 
 struct ActionInfo {
   std::string_view name;
   ActionKind kind;
 };
 
-constexpr std::array<ActionInfo, 7> kActions = {{
+constexpr std::array<ActionInfo, 8> kActions = {{
     {"executeStatement", ActionKind::kExecuteStatement},
     {"executeSingletonStatement", ActionKind::kExecuteSingletonStatement},
     {"describeStatement", ActionKind::kDescribeStatement},
@@ -39,11 +41,12 @@ constexpr std::array<ActionInfo, 7> kActions = {{
     {"getStatementResult", ActionKind::kGetStatementResult},
     {"reconcile", ActionKind::kReconcile},
     {"queryRunnerStep", ActionKind::kQueryRunnerStep},
+    {"listWaiting", ActionKind::kListWaiting},
 }};
 
-constexpr std::array<std::string_view, 9> kExecuteFields = {
+constexpr std::array<std::string_view, 10> kExecuteFields = {
     "sqlStatement",  "sqlStatements", "parameters", "taskToken", "clusterIdentifier",
-    "workgroupName", "database",      "dbUser",     "secretArn"};
+    "workgroupName", "database",      "dbUser",     "secretArn", "idempotencyKey"};
 
 // The fields an action accepts (besides "action" and "executionArn").
 std::set<std::string_view> fields_of(ActionKind kind) {
@@ -60,6 +63,8 @@ std::set<std::string_view> fields_of(ActionKind kind) {
       return {"olderThanSeconds"};
     case ActionKind::kQueryRunnerStep:
       return {};  // QueryRunner checks its own fields
+    case ActionKind::kListWaiting:
+      return {"limit", "nextToken"};
   }
   return {};
 }
@@ -261,6 +266,14 @@ std::vector<services::SqlParameter> parse_sql_parameters(const Json& parameters,
   return out;
 }
 
+void check_idempotency_key(const std::string& key) {
+  if (key.empty() || key.size() > kMaxIdempotencyKeyLength) {
+    throw invalid_request("field 'idempotencyKey' must be 1 to " +
+                          std::to_string(kMaxIdempotencyKeyLength) + " characters long, not " +
+                          std::to_string(key.size()));
+  }
+}
+
 void check_execution_arn(const std::string& arn) {
   // arn:<partition>:states:<region>:<account>:execution|express:<machine>:<name>[:...]
   std::vector<std::string_view> parts;
@@ -380,6 +393,14 @@ ActionRequest parse_action(const Json& event) {
         }
         request.task_token = *token;
       }
+      if (auto key = fields.string("idempotencyKey")) {
+        if (key->empty() || key->size() > kMaxIdempotencyKeyLength) {
+          throw invalid_request("field 'idempotencyKey' must be 1 to " +
+                                std::to_string(kMaxIdempotencyKeyLength) +
+                                " characters long, not " + std::to_string(key->size()));
+        }
+        request.idempotency_key = *key;
+      }
       request.target.cluster_identifier = fields.non_empty_string("clusterIdentifier");
       request.target.workgroup_name = fields.non_empty_string("workgroupName");
       request.target.database = fields.non_empty_string("database");
@@ -413,6 +434,17 @@ ActionRequest parse_action(const Json& event) {
     }
     case ActionKind::kQueryRunnerStep:
       break;
+    case ActionKind::kListWaiting: {
+      if (const Json* limit = fields.find("limit")) {
+        if (!limit->is_number_integer() || limit->get<std::int64_t>() < 1 ||
+            limit->get<std::int64_t>() > 100) {
+          throw invalid_request("field 'limit' must be a whole number from 1 to 100");
+        }
+        request.limit = limit->get<std::int64_t>();
+      }
+      request.next_token = fields.string("nextToken").value_or("");
+      break;
+    }
     case ActionKind::kReconcile: {
       if (const Json* older = fields.find("olderThanSeconds")) {
         if (!older->is_number_integer() || older->get<std::int64_t>() < 0 ||

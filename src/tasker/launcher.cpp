@@ -4,11 +4,15 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <thread>
 
 #include "rstasker/aws/sigv4.hpp"
 #include "rstasker/common/error.hpp"
+#include "rstasker/common/json.hpp"
+#include "rstasker/common/log.hpp"
 #include "rstasker/common/text.hpp"
 #include "rstasker/tasker/metrics.hpp"
+#include "tasker/running_statements.hpp"
 
 namespace rstasker::tasker {
 
@@ -22,10 +26,6 @@ constexpr std::int64_t kLockLifetimeMs = 25LL * 3600 * 1000;
 constexpr std::int64_t kAbandonedStartMs = 15LL * 60 * 1000;
 constexpr int kInsertAttempts = 5;
 constexpr int kLockAttempts = 4;
-// A statement runs up to 24 hours and its completion event may be redelivered after that: a
-// record someone waits for is kept at least this long, whatever TtlDays says.
-constexpr std::int64_t kMinWaitingRecordSeconds = 2LL * 86400;
-
 // When the state table may forget `record` (its TTL): TtlDays after its creation, and never
 // before its waiter can have been answered.
 std::int64_t record_expiry_s(const StatementRecord& record, int ttl_days) {
@@ -34,6 +34,9 @@ std::int64_t record_expiry_s(const StatementRecord& record, int ttl_days) {
   if (record.tracked()) ttl = std::max(ttl, kMinWaitingRecordSeconds);
   return created_s + ttl;
 }
+// An ambiguous start is sent again (same ClientToken) while at least this much work time is left.
+constexpr std::chrono::milliseconds kMinTimeToResend{300};
+constexpr std::chrono::milliseconds kResendPause{200};
 
 // Whether a failed call may still have reached the Data API: no HTTP answer came (a timeout, a
 // broken connection) or a server error did. A 4xx answer is a refusal.
@@ -54,11 +57,15 @@ Launcher::Launcher(const Config& config, std::shared_ptr<services::RedshiftData>
     : config_(config), redshift_(std::move(redshift)), state_(std::move(state)) {}
 
 std::string Launcher::lock_key(const services::RedshiftTarget& target,
-                               const std::vector<std::string>& sqls) {
-  std::string material =
-      target.cluster_identifier + '\n' + target.workgroup_name + '\n' + target.database;
-  for (const auto& sql : sqls) material += '\n' + sql;
-  return "lock#" + aws::sha256_hex(material);
+                               const std::vector<std::string>& sqls,
+                               const std::vector<services::SqlParameter>& parameters) {
+  // Canonical JSON: no separator inside a SQL text can make two requests collide.
+  Json material = {{"cluster", target.cluster_identifier},
+                   {"workgroup", target.workgroup_name},
+                   {"database", target.database},
+                   {"sqls", sqls},
+                   {"parameters", canonical_parameters(parameters)}};
+  return "lock#" + aws::sha256_hex(dump_json(material));
 }
 
 void Launcher::release_quietly(const std::string& lock_key, const std::string& holder,
@@ -85,6 +92,21 @@ void Launcher::undo_start(const StatementRecord& record, bool keep_record, const
   if (!record.lock_key.empty()) release_quietly(record.lock_key, name, cleanup);
 }
 
+void Launcher::refuse_if_running_elsewhere(const StartRequest& request, const std::string& key,
+                                           const std::string& holder,
+                                           const aws::CallContext& context) {
+  std::optional<std::string> twin;
+  try {
+    twin = find_running_twin(*redshift_, request.target, request.sqls, request.parameters, context);
+  } catch (const Error&) {
+    release_quietly(key, holder, context.for_cleanup());
+    throw;
+  }
+  if (!twin) return;
+  release_quietly(key, holder, context.for_cleanup());
+  throw concurrent_execution("statement " + *twin + " runs it (started outside this lock)");
+}
+
 void Launcher::acquire_singleton(const std::string& key, const std::string& holder,
                                  const aws::CallContext& context) {
   for (int attempt = 0; attempt < kLockAttempts; ++attempt) {
@@ -94,6 +116,8 @@ void Launcher::acquire_singleton(const std::string& key, const std::string& hold
 
     auto current = state_->get_lock(key, context);
     if (!current) continue;  // released between our write and our read: try again
+    // Our own lock: the write was applied but its answer was lost. It is ours to hold.
+    if (current->holder == holder) return;
 
     bool holder_finished = false;
     std::string holder_statement = current->statement_id;
@@ -139,6 +163,22 @@ Json Launcher::execute(const StatementKey& key, const StartRequest& request, boo
   return redshift_->execute(execute, context);
 }
 
+Json Launcher::execute_surely(const StatementKey& key, const StartRequest& request, bool with_event,
+                              const aws::CallContext& context) {
+  for (;;) {
+    try {
+      return execute(key, request, with_event, context);
+    } catch (const Error& e) {
+      // An answer that did not come is not a refusal: the same call, with the same ClientToken,
+      // returns the statement the first one started, or starts it now; never a second copy.
+      if (!may_have_started(e) || context.deadline.remaining() < kMinTimeToResend) throw;
+      spdlog::warn("the start of {} got no answer ({}: {}); asking again with the same token",
+                   key.statement_name(), e.name(), e.message());
+      std::this_thread::sleep_for(kResendPause);
+    }
+  }
+}
+
 StartResult Launcher::resume(const StatementRecord& earlier, const StartRequest& request,
                              const aws::CallContext& context) {
   const std::string name = earlier.key.statement_name();
@@ -152,18 +192,47 @@ StartResult Launcher::resume(const StatementRecord& earlier, const StartRequest&
   }
   if (earlier.state == RecordState::kDone) {
     spdlog::info("{} already ran as statement {}; not starting it again", request.caller_id, name);
-    return StartResult{earlier.key, {{"Id", earlier.statement_id}}};
+    return StartResult{earlier.key, {{"Id", earlier.statement_id}}, std::nullopt};
   }
   // The earlier attempt may or may not have reached the Data API: the same statement name and
   // client token make the repeated call return the statement it started, or start it now.
-  Json response = execute(earlier.key, request, earlier.tracked(), context);
+  Json response = execute_surely(earlier.key, request, earlier.tracked(), context);
   const std::string statement_id = response.value("Id", "");
   spdlog::info("resumed {}: statement {}", name, statement_id);
   if (earlier.statement_id.empty()) state_->set_statement_id(earlier.key, statement_id, context);
-  return StartResult{earlier.key, std::move(response)};
+  return StartResult{earlier.key, std::move(response), std::nullopt};
+}
+
+StatementRecord Launcher::new_record(const StartRequest& request) const {
+  std::int64_t now = now_epoch_ms();
+  StatementRecord record;
+  record.key.id = request.caller_id.empty() ? "adhoc:" + random_uuid() : request.caller_id;
+  record.key.invocation_id = StatementKey::new_invocation_id();
+  record.waiter = request.waiter;
+  record.created_at_ms = now;
+  if (request.singleton) {
+    record.lock_key = lock_key(request.target, request.sqls, request.parameters);
+  }
+  record.expires_at_s = record_expiry_s(record, config_.ttl_days);
+  return record;
+}
+
+std::string Launcher::request_digest(const StartRequest& request) {
+  const services::RedshiftTarget& t = request.target;
+  Json parameters = Json::array();
+  for (const auto& p : request.parameters) parameters.push_back({p.name, p.value});
+  Json what = {
+      {"target", {t.cluster_identifier, t.workgroup_name, t.database, t.db_user, t.secret_arn}},
+      {"sqls", request.sqls},
+      {"batch", request.batch},
+      {"parameters", parameters},
+      {"singleton", request.singleton},
+      {"waiter", static_cast<int>(request.waiter.kind)}};
+  return aws::sha256_hex(dump_json(what));
 }
 
 StartResult Launcher::start(const StartRequest& request, const aws::CallContext& context) {
+  if (!request.idempotency_key.empty()) return start_keyed(request, context);
   if (request.resume && !request.caller_id.empty()) {
     auto earlier = state_->latest(request.caller_id, /*started_only=*/false, context);
     // A start that failed is started afresh; anything else is the same statement.
@@ -171,22 +240,18 @@ StartResult Launcher::start(const StartRequest& request, const aws::CallContext&
       return resume(*earlier, request, context);
     }
   }
-  std::int64_t now = now_epoch_ms();
-  StatementRecord record;
-  record.key.id = request.caller_id.empty() ? "adhoc:" + random_uuid() : request.caller_id;
-  record.waiter = request.waiter;
-  record.created_at_ms = now;
-  if (request.singleton) record.lock_key = lock_key(request.target, request.sqls);
-  record.expires_at_s = record_expiry_s(record, config_.ttl_days);
-
+  StatementRecord record = new_record(request);
   // A record is kept when someone may ask about the statement later: a waiter, a lock, or an
   // execution that may say "LATEST".
   const bool keep_record = record.tracked() || !request.caller_id.empty();
   bool inserted = !keep_record;
   for (int attempt = 0; attempt < kInsertAttempts && !inserted; ++attempt) {
-    record.key.invocation_id = StatementKey::new_invocation_id();
+    if (attempt > 0) record.key.invocation_id = StatementKey::new_invocation_id();
     // The lock comes first, so a refused singleton writes nothing but the lock check.
-    if (request.singleton) acquire_singleton(record.lock_key, record.key.statement_name(), context);
+    if (request.singleton) {
+      acquire_singleton(record.lock_key, record.key.statement_name(), context);
+      refuse_if_running_elsewhere(request, record.lock_key, record.key.statement_name(), context);
+    }
     try {
       inserted = state_->insert(record, context);
     } catch (const Error&) {
@@ -204,34 +269,130 @@ StartResult Launcher::start(const StartRequest& request, const aws::CallContext&
     throw Error(error_names::kInternalError,
                 "could not allocate a unique invocation id for " + record.key.id);
   }
-  if (!keep_record) record.key.invocation_id = StatementKey::new_invocation_id();
+  return launch(record, keep_record, request, context);
+}
+
+StartResult Launcher::start_keyed(const StartRequest& request, const aws::CallContext& context) {
+  const std::string digest = request_digest(request);
+  for (int attempt = 0; attempt < kInsertAttempts; ++attempt) {
+    auto marker = state_->get_idempotency(request.caller_id, request.idempotency_key, context);
+    if (marker && marker->request_digest != digest) {
+      throw invalid_request(
+          "this idempotencyKey was first used for a different request (other SQL, parameters, "
+          "target, action or waiter); a key stands for one request");
+    }
+    std::optional<StatementRecord> earlier;
+    if (marker) earlier = state_->get(marker->record, context);
+    StatementRecord record = new_record(request);
+    IdempotencyMarker mine{request.caller_id, request.idempotency_key, record.key, digest,
+                           record.expires_at_s};
+    record.idempotency_id = mine.id();
+    if (earlier && earlier->idempotency_id == record.idempotency_id &&
+        earlier->state != RecordState::kStartFailed) {
+      return repeat(*earlier, request, context);
+    }
+    if (marker && !earlier) {
+      // The first start with this key has not recorded its statement: it is still starting it,
+      // or it died. Start it under the same name, so that between the two only one statement
+      // can run (same name, same ClientToken) and only one record be inserted.
+      record.key = marker->record;
+    } else if (!state_->put_idempotency(mine, marker ? std::optional(marker->record) : std::nullopt,
+                                        context)) {
+      continue;  // another start with this key got there first: follow it
+    }
+    if (request.singleton) acquire_singleton(record.lock_key, record.key.statement_name(), context);
+    // A failed insert leaves the lock to be taken over later: another start with this key may
+    // hold the same lock under the same name.
+    if (!state_->insert(record, context)) continue;  // another start recorded it: follow it
+    return launch(record, /*keep_record=*/true, request, context);
+  }
+  throw Error(error_names::kInternalError,
+              "starts with the same idempotencyKey kept changing its record; try again", 0, true);
+}
+
+StartResult Launcher::repeat(const StatementRecord& earlier, const StartRequest& request,
+                             const aws::CallContext& context) {
+  const std::string name = earlier.key.statement_name();
+  StartResult result{earlier.key, {{"Id", earlier.statement_id}}, std::nullopt};
+  if (earlier.statement_id.empty() && earlier.state != RecordState::kDone) {
+    // The first start may be starting it now, or have died before (or while) calling the Data
+    // API: the same name and ClientToken return its statement, or start it once.
+    result.response = execute_surely(earlier.key, request, earlier.tracked(), context);
+    const std::string statement_id = result.response.value("Id", "");
+    state_->set_statement_id(earlier.key, statement_id, context);
+    if (!earlier.lock_key.empty()) {
+      state_->set_lock_statement(earlier.lock_key, name, statement_id, context);
+    }
+  }
+  spdlog::info("{} repeats the start of statement {} (same idempotency key); not starting it again",
+               request.caller_id.empty() ? "a caller" : request.caller_id, name);
+  if (request.waiter.kind == WaiterKind::kNone) return result;
+
+  // The new waiter replaces the old one (whose attempt failed) while the record waits. A claim
+  // in progress is answering the old waiter: wait for it to end, then answer the new one.
+  for (;;) {
+    if (state_->rebind_waiter(earlier.key, request.waiter, context)) return result;
+    auto now = state_->get(earlier.key, context);
+    if (!now) {
+      throw Error(error_names::kInternalError, "the record of statement " + name + " vanished");
+    }
+    if (now->state == RecordState::kDone) {
+      if (result.response.value("Id", "").empty()) result.response["Id"] = now->statement_id;
+      result.finished = *now;
+      return result;
+    }
+    if (now->state == RecordState::kStartFailed) {
+      throw Error(error_names::kInternalError,
+                  "the start of statement " + name + " failed meanwhile; try again", 0, true);
+    }
+    if (context.deadline.remaining() < kMinTimeToResend) {
+      throw Error(error_names::kDeadlineExceeded,
+                  "statement " + name + " is being completed; try again", 0, true);
+    }
+    std::this_thread::sleep_for(kResendPause);
+  }
+}
+
+StartResult Launcher::launch(const StatementRecord& record, bool keep_record,
+                             const StartRequest& request, const aws::CallContext& context) {
   const std::string name = record.key.statement_name();
+  log::ScopedFields fields{{"statementName", name},
+                           {"waiter", metric::waiter_name(record.waiter.kind)}};
 
   // What follows a failed or late start must happen even when the work deadline has passed (it
   // may be the failure): it gets the cleanup budget, or a lock would stay taken for nothing.
   Json response;
   try {
-    response = execute(record.key, request, record.tracked(), context);
+    response = execute_surely(record.key, request, record.tracked(), context);
   } catch (const Error& e) {
     const aws::CallContext cleanup = context.for_cleanup();
-    std::optional<std::string> started;
-    if (may_have_started(e)) {
-      // No answer is not a refusal: the request may have reached the Data API, and undoing a
-      // statement that runs would free its singleton lock for a second copy.
-      // Half of the cleanup time at most: the undo below must still get its turn.
-      const aws::CallContext lookup{cleanup.deadline.capped(cleanup.deadline.remaining() / 2),
-                                    cleanup.trace_id, cleanup.hard_deadline};
-      try {
-        started = services::find_statement_by_name(*redshift_, name, lookup);
-      } catch (const std::exception& e) {
-        spdlog::warn("could not learn whether {} started: {}", name, e.what());
-      }
-    }
-    if (!started || started->empty()) {
+    if (!may_have_started(e)) {
       spdlog::warn("statement {} did not start: {}: {}", name, e.name(), e.message());
       metric::count_for(metric::kStartFailures, record.waiter.kind);
       undo_start(record, keep_record, e, cleanup);
       throw;
+    }
+    // Still no answer and no time to ask again. The statement may run (ListStatements may not
+    // show it yet), so nothing is undone: the record stays waiting with its lock, and the
+    // completion event or reconcile finishes it. A name that is listed settles it at once.
+    // Half of the cleanup time at most: the rest is kept for reporting.
+    const aws::CallContext lookup{cleanup.deadline.capped(cleanup.deadline.remaining() / 2),
+                                  cleanup.trace_id, cleanup.hard_deadline};
+    std::optional<std::string> started;
+    try {
+      started = services::find_statement_by_name(*redshift_, name, lookup);
+    } catch (const std::exception& lookup_error) {
+      spdlog::warn("could not learn whether {} started: {}", name, lookup_error.what());
+    }
+    if (!started || started->empty()) {
+      spdlog::warn(
+          "whether statement {} started is unknown ({}: {}); its record is left waiting for the "
+          "completion event or reconcile",
+          name, e.name(), e.message());
+      throw Error(e.name(),
+                  "the start of statement " + name + " got no answer (" + e.message() +
+                      "); it may be running, and is left to its completion event or reconcile",
+                  e.http_status(), e.retryable());
     }
     spdlog::warn("statement {} started although its start failed ({}: {})", name, e.name(),
                  e.message());
@@ -250,7 +411,7 @@ StartResult Launcher::start(const StartRequest& request, const aws::CallContext&
     // happens; only LATEST and lock take-over lose precision until reconcile looks it up.
     spdlog::warn("statement {} started but its id was not recorded: {}", statement_id, e.what());
   }
-  return StartResult{record.key, std::move(response)};
+  return StartResult{record.key, std::move(response), std::nullopt};
 }
 
 }  // namespace rstasker::tasker

@@ -50,7 +50,8 @@ constexpr std::size_t kStateErrorChars = 1000;
 constexpr std::size_t kMessageErrorChars = 4000;
 constexpr std::size_t kMessageSqlChars = 200;
 
-constexpr std::string_view kStepFields[] = {"action", "executionArn", "defaults", "state"};
+constexpr std::string_view kStepFields[] = {"action", "executionArn", "defaults", "state",
+                                            "idempotencyKey"};
 constexpr std::string_view kQueryFields[] = {"ExecuteStatementParameters",
                                              "InitialWaitTime",
                                              "BaseWaitTime",
@@ -431,10 +432,11 @@ bool error_matches(const std::string& pattern, const std::string& error) {
 // One step's work on a parsed state. Kept apart from QueryRunner so the header stays small.
 class Step {
  public:
-  Step(RunnerState state, std::string execution_arn, services::RedshiftData& redshift,
-       Launcher& launcher, const aws::CallContext& context)
+  Step(RunnerState state, std::string execution_arn, std::string step_key,
+       services::RedshiftData& redshift, Launcher& launcher, const aws::CallContext& context)
       : s_(std::move(state)),
         arn_(std::move(execution_arn)),
+        step_key_(std::move(step_key)),
         redshift_(redshift),
         launcher_(launcher),
         context_(context) {}
@@ -449,6 +451,12 @@ class Step {
     request.target = q.target;
     request.sqls = {q.sql};
     request.parameters = q.parameters;
+    // A key per query and attempt: a retried step (same input, same key) finds the statement
+    // its failed invocation started instead of running the query twice.
+    if (!step_key_.empty()) {
+      request.idempotency_key =
+          step_key_ + "#" + std::to_string(c.index) + "#" + std::to_string(c.attempt);
+    }
     StartResult started;
     try {
       started = launcher_.start(request, context_);
@@ -457,6 +465,9 @@ class Step {
           e.name() == error_names::kConfigurationError) {
         throw;
       }
+      // No answer: the statement may run. With a key, the step fails and its retry resumes it;
+      // counting it as a failed attempt would start the query again under a new key.
+      if (!step_key_.empty() && (e.http_status() == 0 || e.http_status() >= 500)) throw;
       // The Data API refused the statement (too many active statements, no connection, ...):
       // a failed attempt like any other, retried when RetryErrorMatch says so.
       c.statement_id.clear();
@@ -565,6 +576,7 @@ class Step {
 
   RunnerState s_;
   std::string arn_;
+  std::string step_key_;  // the step's idempotencyKey, or ""
   services::RedshiftData& redshift_;
   Launcher& launcher_;
   const aws::CallContext& context_;
@@ -588,6 +600,10 @@ Json QueryRunner::step(const Json& event, const aws::CallContext& context) {
         "\"executionArn.$\": \"$$.Execution.Id\")");
   }
   check_execution_arn(arn);
+  const std::string step_key = optional_string(event, "idempotencyKey", "");
+  if (auto key = event.find("idempotencyKey"); key != event.end() && !key->is_null()) {
+    check_idempotency_key(step_key);
+  }
   auto state = event.find("state");
   if (state == event.end() || state->is_null()) {
     throw invalid_request(
@@ -607,7 +623,7 @@ Json QueryRunner::step(const Json& event, const aws::CallContext& context) {
     const Tuning& t = fresh.queries[0].tuning;
     fresh.cursor = Cursor{0, 0, "", t.base_wait, t.base_wait, "", ""};
     spdlog::info("query runner {}: {} queries to run", arn, fresh.queries.size());
-    return Step(std::move(fresh), arn, *redshift_, launcher_, context).start_current();
+    return Step(std::move(fresh), arn, step_key, *redshift_, launcher_, context).start_current();
   }
   if (!state->is_object()) {
     throw invalid_request(
@@ -617,7 +633,7 @@ Json QueryRunner::step(const Json& event, const aws::CallContext& context) {
   }
   RunnerState resumed = parse_runner_state(*state, defaults);
   const bool must_start = resumed.cursor.statement_id.empty();
-  Step step(std::move(resumed), arn, *redshift_, launcher_, context);
+  Step step(std::move(resumed), arn, step_key, *redshift_, launcher_, context);
   return must_start ? step.start_current() : step.poll_current();
 }
 

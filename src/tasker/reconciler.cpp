@@ -6,6 +6,7 @@
 #include <ctime>
 
 #include "rstasker/common/error.hpp"
+#include "rstasker/common/log.hpp"
 #include "rstasker/common/text.hpp"
 #include "rstasker/tasker/metrics.hpp"
 
@@ -75,6 +76,18 @@ Json Reconciler::synthesize_event(const Json& described, const std::string& stat
           {"detail", detail}};
 }
 
+Outcome Reconciler::outcome_of(const Json& described, const std::string& statement_name,
+                               const std::string& region) {
+  Outcome outcome;
+  outcome.statement_name = statement_name;
+  outcome.statement_id = string_member(described, "Id");
+  outcome.status = services::parse_statement_status(string_member(described, "Status"));
+  outcome.error = string_member(described, "Error");  // "" when absent or null
+  outcome.rows = integer_member(described, "ResultRows", -1);
+  outcome.event = synthesize_event(described, statement_name, region);
+  return outcome;
+}
+
 Json Reconciler::run(std::chrono::seconds older_than, const aws::CallContext& context) {
   const std::int64_t now = now_epoch_ms();
   const std::int64_t cutoff = now - std::chrono::milliseconds(older_than).count();
@@ -97,7 +110,9 @@ Json Reconciler::run(std::chrono::seconds older_than, const aws::CallContext& co
         break;
       }
       ++examined;
-      switch (examine(record, now, context)) {
+      const Examined result = examine(record, now, context);
+      keep_alive(record, result, context);
+      switch (result) {
         case Examined::kCompleted:
           ++completed;
           break;
@@ -157,9 +172,29 @@ Reconciler::Examined Reconciler::answer_never_started(const StatementRecord& rec
       "reconcile); no SQL ran";
   spdlog::warn("statement {} never started; answering CloudFormation FAILED",
                outcome.statement_name);
-  switch (completions_.complete(record.key, std::move(outcome), context)) {
+  return after_completion(completions_.complete(record.key, std::move(outcome), context),
+                          Examined::kNeverStarted);
+}
+
+void Reconciler::keep_alive(const StatementRecord& record, Examined examined,
+                            const aws::CallContext& context) {
+  if (examined != Examined::kRunning && examined != Examined::kRetryLater) return;
+  const std::int64_t now_s = now_epoch_seconds();
+  if (record.expires_at_s - now_s >= kMinWaitingRecordSeconds / 2) return;
+  try {
+    if (state_->keep_until(record.key, now_s + kMinWaitingRecordSeconds, context)) {
+      spdlog::info("reconcile: {} still waits; kept for {} more seconds",
+                   record.key.statement_name(), kMinWaitingRecordSeconds);
+    }
+  } catch (const std::exception& e) {
+    spdlog::warn("reconcile: could not keep {} alive: {}", record.key.statement_name(), e.what());
+  }
+}
+
+Reconciler::Examined Reconciler::after_completion(Disposition disposition, Examined completed) {
+  switch (disposition) {
     case Disposition::kCompleted:
-      return Examined::kNeverStarted;
+      return completed;
     case Disposition::kRetry:
       return Examined::kRetryLater;
     case Disposition::kNotOurs:
@@ -172,6 +207,7 @@ Reconciler::Examined Reconciler::answer_never_started(const StatementRecord& rec
 Reconciler::Examined Reconciler::examine(const StatementRecord& record, std::int64_t now,
                                          const aws::CallContext& context) {
   const std::string name = record.key.statement_name();
+  log::ScopedFields fields{{"statementName", name}, {"statementId", record.statement_id}};
   try {
     std::string id = record.statement_id;
     if (id.empty()) {
@@ -211,29 +247,17 @@ Reconciler::Examined Reconciler::examine(const StatementRecord& record, std::int
           "the outcome is unknown: the Redshift Data API no longer knows statement " + id +
           " (it keeps statements for 24 hours, and its completion event never arrived); check "
           "the database before running the SQL again";
-      Disposition disposition = completions_.complete(record.key, std::move(outcome), context);
-      if (disposition == Disposition::kRetry) return Examined::kRetryLater;
-      return disposition == Disposition::kCompleted ? Examined::kOutcomeUnknown
-                                                    : Examined::kAlreadyDone;
+      return after_completion(completions_.complete(record.key, std::move(outcome), context),
+                              Examined::kOutcomeUnknown);
     }
 
-    outcome.status = services::parse_statement_status(string_member(described, "Status"));
+    outcome = outcome_of(described, name, options_.region);
+    if (outcome.statement_id.empty()) outcome.statement_id = id;
     if (!services::is_terminal(outcome.status)) return Examined::kRunning;
-    outcome.error = string_member(described, "Error");  // "" when absent or null
-    outcome.rows = integer_member(described, "ResultRows", -1);
-    outcome.event = synthesize_event(described, name, options_.region);
     spdlog::info("reconcile: statement {} is {} but was never completed", name,
                  services::to_string(outcome.status));
-    switch (completions_.complete(record.key, std::move(outcome), context)) {
-      case Disposition::kCompleted:
-        return Examined::kCompleted;
-      case Disposition::kRetry:
-        return Examined::kRetryLater;
-      case Disposition::kNotOurs:
-      case Disposition::kAlreadyDone:
-        return Examined::kAlreadyDone;
-    }
-    return Examined::kRetryLater;
+    return after_completion(completions_.complete(record.key, std::move(outcome), context),
+                            Examined::kCompleted);
   } catch (const std::exception& e) {
     // One statement's trouble (a service error, an answer of an unexpected shape) must not
     // stop the run for the others.

@@ -491,42 +491,61 @@ std::vector<std::string> drop_user_sql(const std::string& username) {
   return {"DROP USER IF EXISTS " + quote_name(username)};
 }
 
+namespace {
+
+// Where the string literal opening at `quote` ends (one past its closing quote, or the end of
+// `sql` when it is never closed). Inside it, a doubled quote ('') and a backslash escape (\')
+// do not close it.
+std::size_t end_of_literal(std::string_view sql, std::size_t quote) {
+  std::size_t i = quote + 1;
+  while (i < sql.size()) {
+    if (sql[i] == '\\') {
+      i += 2;
+    } else if (sql[i] == '\'' && i + 1 < sql.size() && sql[i + 1] == '\'') {
+      i += 2;
+    } else if (sql[i] == '\'') {
+      return i + 1;
+    } else {
+      ++i;
+    }
+  }
+  return sql.size();
+}
+
+}  // namespace
+
 std::string redact_password_literals(std::string_view sql) {
   constexpr std::string_view kKeyword = "password";
   auto word_char = [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '$';
   };
   std::string out;
-  std::size_t copied = 0;
-  for (std::size_t i = 0; i + kKeyword.size() <= sql.size(); ++i) {
-    if (!iequals(sql.substr(i, kKeyword.size()), kKeyword) || (i > 0 && word_char(sql[i - 1]))) {
+  std::size_t i = 0;
+  while (i < sql.size()) {
+    if (sql[i] == '\'') {  // a literal not after PASSWORD: kept, and nothing inside it matches
+      const std::size_t end = end_of_literal(sql, i);
+      out.append(sql.substr(i, end - i));
+      i = end;
+      continue;
+    }
+    const bool keyword =
+        (i == 0 || !word_char(sql[i - 1])) && iequals(sql.substr(i, kKeyword.size()), kKeyword) &&
+        (i + kKeyword.size() == sql.size() || !word_char(sql[i + kKeyword.size()]));
+    if (!keyword) {
+      out += sql[i++];
       continue;
     }
     std::size_t quote = i + kKeyword.size();
     while (quote < sql.size() && std::isspace(static_cast<unsigned char>(sql[quote])) != 0) {
       ++quote;
     }
-    if (quote >= sql.size() || sql[quote] != '\'') continue;  // PASSWORD DISABLE, a column, ...
-    // The literal ends at a quote that is neither doubled ('') nor escaped (\'); an unterminated
-    // one is hidden to the end.
-    std::size_t end = quote + 1;
-    while (end < sql.size()) {
-      if (sql[end] == '\\') {
-        end += 2;
-      } else if (sql[end] == '\'' && end + 1 < sql.size() && sql[end + 1] == '\'') {
-        end += 2;
-      } else if (sql[end] == '\'') {
-        break;
-      } else {
-        ++end;
-      }
+    out.append(sql.substr(i, quote - i));
+    i = quote;
+    if (quote < sql.size() && sql[quote] == '\'') {  // not PASSWORD DISABLE, a column, ...
+      out += "'***'";
+      i = end_of_literal(sql, quote);
     }
-    out.append(sql.substr(copied, quote - copied));
-    out += "'***'";
-    copied = std::min(end + 1, sql.size());
-    i = copied - 1;
   }
-  out.append(sql.substr(std::min(copied, sql.size())));
   return out;
 }
 

@@ -9,6 +9,7 @@
 #include "rstasker/aws/sigv4.hpp"
 #include "rstasker/common/deadline.hpp"
 #include "rstasker/common/error.hpp"
+#include "rstasker/common/text.hpp"
 
 namespace rstasker::tasker {
 
@@ -25,6 +26,9 @@ constexpr std::string_view kLockSortKey = "lock";
 constexpr std::string_view kFailedUpdatePrefix = "failed-update#";
 constexpr std::string_view kFailedUpdateSortKey = "failed-update";
 constexpr std::string_view kWaitingMarker = "W";
+// Idempotency markers: "idempotency#<digest of scope and key>", sort key "idempotency".
+constexpr std::string_view kIdempotencyPrefix = "idempotency#";
+constexpr std::string_view kIdempotencySortKey = "idempotency";
 
 // Expression attribute names used by every expression (several are DynamoDB reserved words).
 const Json& names() {
@@ -32,7 +36,9 @@ const Json& names() {
                               {"#owner", "claimOwner"}, {"#until", "claimUntil"},
                               {"#waiting", "waiting"},  {"#since", "waitingSince"},
                               {"#sid", "statementId"},  {"#outcome", "outcome"},
-                              {"#holder", "holder"},    {"#expires", "expiresAt"}};
+                              {"#holder", "holder"},    {"#expires", "expiresAt"},
+                              {"#write", "writeId"},    {"#waiter", "waiter"},
+                              {"#rid", "recordId"},     {"#rinv", "recordInvocationId"}};
   return kNames;
 }
 
@@ -54,6 +60,10 @@ Json lock_key_of(const std::string& key) {
 Json failed_update_key_of(const std::string& physical_id) {
   return {{"id", attr_s(std::string(kFailedUpdatePrefix) + aws::sha256_hex(physical_id))},
           {"invocationId", attr_s(kFailedUpdateSortKey)}};
+}
+
+Json idempotency_key_of(const IdempotencyMarker& marker) {
+  return {{"id", attr_s(marker.id())}, {"invocationId", attr_s(kIdempotencySortKey)}};
 }
 
 std::optional<RecordState> parse_state(std::string_view s) {
@@ -108,6 +118,7 @@ StatementRecord record_from_item(const Json& item) {
   r.claim_owner = item_s(item, "claimOwner").value_or("");
   r.claim_until_ms = item_n(item, "claimUntil").value_or(0);
   r.outcome = item_s(item, "outcome").value_or("");
+  r.idempotency_id = item_s(item, "idempotencyId").value_or("");
   return r;
 }
 
@@ -147,6 +158,13 @@ ClaimResult refused_claim_result(RecordState state) {
   return ClaimResult::kHeldByOther;
 }
 
+// What a conditional write found: whether it was applied, and on a failed condition the item as
+// it is now (absent when there is none).
+struct WriteResult {
+  bool applied = false;
+  std::optional<Json> current;
+};
+
 class DynamoStateTable final : public StateTable {
  public:
   DynamoStateTable(std::shared_ptr<const services::DynamoDb> db, std::string table)
@@ -158,22 +176,19 @@ class DynamoStateTable final : public StateTable {
     if (!r.statement_id.empty()) item["statementId"] = attr_s(r.statement_id);
     item["waiter"] = attr_s(dump_json(waiter_to_json(r.waiter)));
     if (!r.lock_key.empty()) item["lockKey"] = attr_s(r.lock_key);
+    if (!r.idempotency_id.empty()) item["idempotencyId"] = attr_s(r.idempotency_id);
     item["createdAt"] = attr_n(r.created_at_ms);
     item["TTL"] = attr_n(r.expires_at_s);
     if (r.tracked() && r.state == RecordState::kWaiting) {
       item["waiting"] = attr_s(kWaitingMarker);
       item["waitingSince"] = attr_n(r.created_at_ms);
     }
-    try {
-      db_->put_item({{"TableName", table_},
-                     {"Item", item},
-                     {"ConditionExpression", "attribute_not_exists(id)"}},
-                    context);
-      return true;
-    } catch (const Error& e) {
-      if (services::is_condition_failure(e)) return false;
-      throw;
-    }
+    return write_once("PutItem",
+                      {{"TableName", table_},
+                       {"Item", item},
+                       {"ConditionExpression", "attribute_not_exists(id)"}},
+                      key_of(r.key), context)
+        .applied;
   }
 
   void set_statement_id(const StatementKey& key, const std::string& statement_id,
@@ -233,81 +248,69 @@ class DynamoStateTable final : public StateTable {
 
   Claim claim(const StatementKey& key, const std::string& owner, std::int64_t lease_until_ms,
               const aws::CallContext& context) override {
+    WriteResult write = write_once(
+        "UpdateItem",
+        {{"TableName", table_},
+         {"Key", key_of(key)},
+         {"UpdateExpression", "SET #state = :claimed, #owner = :owner, #until = :until"},
+         {"ConditionExpression",
+          "attribute_exists(id) AND (#state = :waiting OR (#state = :claimed AND #until < :now))"},
+         {"ExpressionAttributeNames", names_for({"#state", "#owner", "#until"})},
+         {"ExpressionAttributeValues",
+          {{":claimed", attr_s("CLAIMED")},
+           {":waiting", attr_s("WAITING")},
+           {":owner", attr_s(owner)},
+           {":until", attr_n(lease_until_ms)},
+           {":now", attr_n(now_epoch_ms())}}},
+         {"ReturnValues", "ALL_OLD"}},
+        key_of(key), context);
     Claim claim;
-    try {
-      Json response = db_->update_item(
-          {{"TableName", table_},
-           {"Key", key_of(key)},
-           {"UpdateExpression", "SET #state = :claimed, #owner = :owner, #until = :until"},
-           {"ConditionExpression",
-            "attribute_exists(id) AND (#state = :waiting OR (#state = :claimed AND #until < "
-            ":now))"},
-           {"ExpressionAttributeNames", names_for({"#state", "#owner", "#until"})},
-           {"ExpressionAttributeValues",
-            {{":claimed", attr_s("CLAIMED")},
-             {":waiting", attr_s("WAITING")},
-             {":owner", attr_s(owner)},
-             {":until", attr_n(lease_until_ms)},
-             {":now", attr_n(now_epoch_ms())}}},
-           {"ReturnValues", "ALL_OLD"}},
-          context);
+    if (!write.current) return claim;  // kMissing
+    claim.record = record_from_item(*write.current);
+    if (write.applied) {
       claim.result = ClaimResult::kClaimed;
-      claim.record = record_from_item(response.value("Attributes", Json::object()));
+      // The record as it was before the claim; when the reply was lost it is the record as
+      // claimed, so the claim counts as taken over: the waiter is asked before it is called.
       claim.taken_over = claim.record.state == RecordState::kClaimed;
-      return claim;
-    } catch (const Error& e) {
-      if (!services::is_condition_failure(e)) throw;
-    }
-    auto current = get(key, context);
-    if (!current) {
-      claim.result = ClaimResult::kMissing;
     } else {
-      claim.result = refused_claim_result(current->state);
-      claim.record = *current;
+      claim.result = refused_claim_result(claim.record.state);
     }
     return claim;
   }
 
   bool release_claim(const StatementKey& key, const std::string& owner,
                      const aws::CallContext& context) override {
-    try {
-      db_->update_item({{"TableName", table_},
-                        {"Key", key_of(key)},
-                        {"UpdateExpression", "SET #state = :waiting REMOVE #owner, #until"},
-                        {"ConditionExpression", "#state = :claimed AND #owner = :owner"},
-                        {"ExpressionAttributeNames", names_for({"#state", "#owner", "#until"})},
-                        {"ExpressionAttributeValues",
-                         {{":waiting", attr_s("WAITING")},
-                          {":claimed", attr_s("CLAIMED")},
-                          {":owner", attr_s(owner)}}}},
-                       context);
-      return true;
-    } catch (const Error& e) {
-      if (services::is_condition_failure(e)) return false;
-      throw;
-    }
+    return write_once("UpdateItem",
+                      {{"TableName", table_},
+                       {"Key", key_of(key)},
+                       {"UpdateExpression", "SET #state = :waiting REMOVE #owner, #until"},
+                       {"ConditionExpression", "#state = :claimed AND #owner = :owner"},
+                       {"ExpressionAttributeNames", names_for({"#state", "#owner", "#until"})},
+                       {"ExpressionAttributeValues",
+                        {{":waiting", attr_s("WAITING")},
+                         {":claimed", attr_s("CLAIMED")},
+                         {":owner", attr_s(owner)}}}},
+                      key_of(key), context)
+        .applied;
   }
 
   bool finish(const StatementKey& key, const std::string& owner, const std::string& outcome,
               const aws::CallContext& context) override {
-    try {
-      db_->update_item(
-          {{"TableName", table_},
-           {"Key", key_of(key)},
-           {"UpdateExpression", "SET #state = :done, #outcome = :outcome REMOVE #waiting"},
-           {"ConditionExpression", "#state = :claimed AND #owner = :owner"},
-           {"ExpressionAttributeNames", names_for({"#state", "#outcome", "#waiting", "#owner"})},
-           {"ExpressionAttributeValues",
-            {{":done", attr_s("DONE")},
-             {":claimed", attr_s("CLAIMED")},
-             {":owner", attr_s(owner)},
-             {":outcome", attr_s(outcome)}}}},
-          context);
-      return true;
-    } catch (const Error& e) {
-      if (services::is_condition_failure(e)) return false;
-      throw;
-    }
+    return write_once(
+               "UpdateItem",
+               {{"TableName", table_},
+                {"Key", key_of(key)},
+                {"UpdateExpression", "SET #state = :done, #outcome = :outcome REMOVE #waiting"},
+                {"ConditionExpression", "#state = :claimed AND #owner = :owner"},
+                {"ExpressionAttributeNames",
+                 names_for({"#state", "#outcome", "#waiting", "#owner"})},
+                {"ExpressionAttributeValues",
+                 {{":done", attr_s("DONE")},
+                  {":claimed", attr_s("CLAIMED")},
+                  {":owner", attr_s(owner)},
+                  {":outcome", attr_s(outcome)}}}},
+               key_of(key), context)
+        .applied;
   }
 
   WaitingPage waiting_before(std::int64_t cutoff_ms, std::size_t limit, const std::string& cursor,
@@ -338,6 +341,56 @@ class DynamoStateTable final : public StateTable {
       page.next = dump_json(*last);
     }
     return page;
+  }
+
+  bool rebind_waiter(const StatementKey& key, const Waiter& waiter,
+                     const aws::CallContext& context) override {
+    return write_once("UpdateItem",
+                      {{"TableName", table_},
+                       {"Key", key_of(key)},
+                       {"UpdateExpression", "SET #waiter = :waiter"},
+                       {"ConditionExpression", "#state = :waiting"},
+                       {"ExpressionAttributeNames", names_for({"#waiter", "#state"})},
+                       {"ExpressionAttributeValues",
+                        {{":waiter", attr_s(dump_json(waiter_to_json(waiter)))},
+                         {":waiting", attr_s("WAITING")}}}},
+                      key_of(key), context)
+        .applied;
+  }
+
+  std::optional<IdempotencyMarker> get_idempotency(const std::string& scope, const std::string& key,
+                                                   const aws::CallContext& context) override {
+    IdempotencyMarker wanted{scope, key, {}, "", 0};
+    Json response = db_->get_item(
+        {{"TableName", table_}, {"Key", idempotency_key_of(wanted)}, {"ConsistentRead", true}},
+        context);
+    auto item = response.find("Item");
+    if (item == response.end() || !item->is_object()) return std::nullopt;
+    wanted.record.id = item_s(*item, "recordId").value_or("");
+    wanted.record.invocation_id = item_s(*item, "recordInvocationId").value_or("");
+    wanted.request_digest = item_s(*item, "requestDigest").value_or("");
+    wanted.expires_at_s = item_n(*item, "TTL").value_or(0);
+    return wanted;
+  }
+
+  bool put_idempotency(const IdempotencyMarker& marker,
+                       const std::optional<StatementKey>& replacing,
+                       const aws::CallContext& context) override {
+    Json item = idempotency_key_of(marker);
+    item["recordId"] = attr_s(marker.record.id);
+    item["recordInvocationId"] = attr_s(marker.record.invocation_id);
+    item["requestDigest"] = attr_s(marker.request_digest);
+    item["TTL"] = attr_n(marker.expires_at_s);
+    Json request = {{"TableName", table_}, {"Item", item}};
+    if (replacing) {
+      request["ConditionExpression"] = "#rid = :rid AND #rinv = :rinv";
+      request["ExpressionAttributeNames"] = names_for({"#rid", "#rinv"});
+      request["ExpressionAttributeValues"] = {{":rid", attr_s(replacing->id)},
+                                              {":rinv", attr_s(replacing->invocation_id)}};
+    } else {
+      request["ConditionExpression"] = "attribute_not_exists(id)";
+    }
+    return write_once("PutItem", std::move(request), idempotency_key_of(marker), context).applied;
   }
 
   void record_failed_update(const FailedUpdate& update, const aws::CallContext& context) override {
@@ -374,15 +427,21 @@ class DynamoStateTable final : public StateTable {
     db_->delete_item({{"TableName", table_}, {"Key", failed_update_key_of(physical_id)}}, context);
   }
 
-  bool acquire_lock(const SingletonLock& lock, std::int64_t now_ms,
-                    const aws::CallContext& context) override {
+  bool keep_until(const StatementKey& key, std::int64_t expires_at_s,
+                  const aws::CallContext& context) override {
     try {
-      db_->put_item({{"TableName", table_},
-                     {"Item", lock_item(lock)},
-                     {"ConditionExpression", "attribute_not_exists(id) OR #expires < :now"},
-                     {"ExpressionAttributeNames", names_for({"#expires"})},
-                     {"ExpressionAttributeValues", {{":now", attr_n(now_ms)}}}},
-                    context);
+      db_->update_item(
+          {{"TableName", table_},
+           {"Key", key_of(key)},
+           {"UpdateExpression", "SET #ttl = :ttl"},
+           {"ConditionExpression",
+            "attribute_exists(id) AND (#state = :waiting OR #state = :claimed) AND #ttl < :ttl"},
+           {"ExpressionAttributeNames", names_for({"#ttl", "#state"})},
+           {"ExpressionAttributeValues",
+            {{":ttl", attr_n(expires_at_s)},
+             {":waiting", attr_s("WAITING")},
+             {":claimed", attr_s("CLAIMED")}}}},
+          context);
       return true;
     } catch (const Error& e) {
       if (services::is_condition_failure(e)) return false;
@@ -390,20 +449,28 @@ class DynamoStateTable final : public StateTable {
     }
   }
 
+  bool acquire_lock(const SingletonLock& lock, std::int64_t now_ms,
+                    const aws::CallContext& context) override {
+    return write_once("PutItem",
+                      {{"TableName", table_},
+                       {"Item", lock_item(lock)},
+                       {"ConditionExpression", "attribute_not_exists(id) OR #expires < :now"},
+                       {"ExpressionAttributeNames", names_for({"#expires"})},
+                       {"ExpressionAttributeValues", {{":now", attr_n(now_ms)}}}},
+                      lock_key_of(lock.key), context)
+        .applied;
+  }
+
   bool steal_lock(const SingletonLock& lock, const std::string& expected_holder,
                   const aws::CallContext& context) override {
-    try {
-      db_->put_item({{"TableName", table_},
-                     {"Item", lock_item(lock)},
-                     {"ConditionExpression", "#holder = :expected"},
-                     {"ExpressionAttributeNames", names_for({"#holder"})},
-                     {"ExpressionAttributeValues", {{":expected", attr_s(expected_holder)}}}},
-                    context);
-      return true;
-    } catch (const Error& e) {
-      if (services::is_condition_failure(e)) return false;
-      throw;
-    }
+    return write_once("PutItem",
+                      {{"TableName", table_},
+                       {"Item", lock_item(lock)},
+                       {"ConditionExpression", "#holder = :expected"},
+                       {"ExpressionAttributeNames", names_for({"#holder"})},
+                       {"ExpressionAttributeValues", {{":expected", attr_s(expected_holder)}}}},
+                      lock_key_of(lock.key), context)
+        .applied;
   }
 
   std::optional<SingletonLock> get_lock(const std::string& key,
@@ -448,11 +515,56 @@ class DynamoStateTable final : public StateTable {
   }
 
  private:
+  // Runs a conditional PutItem or UpdateItem (an UpdateExpression starting with "SET ") so that a
+  // retry cannot misread it. The write stamps the item with a fresh write id. When its reply is
+  // lost (a 500 after DynamoDB applied it, a reset connection), JsonClient sends it again and the
+  // repeat meets ConditionalCheckFailedException against our own applied write; so a failed
+  // condition is answered by a strongly consistent read, and the item carrying our write id means
+  // the write was applied. Only this write can have stored that id, so the answer is exact as long
+  // as nobody else has written the item since (then our write was applied and superseded: the
+  // item read back says what the caller must know). Other errors are thrown.
+  WriteResult write_once(std::string_view operation, Json request, const Json& key,
+                         const aws::CallContext& context) {
+    const std::string write_id = random_uuid();
+    if (operation == "PutItem") {
+      request["Item"]["writeId"] = attr_s(write_id);
+    } else {
+      std::string update = request.at("UpdateExpression").get<std::string>();
+      if (!update.starts_with("SET ")) {
+        throw Error(error_names::kInternalError, "write_once needs an update that starts with SET");
+      }
+      request["UpdateExpression"] = "SET #write = :write, " + update.substr(4);
+      request["ExpressionAttributeNames"]["#write"] = names().at("#write");
+      request["ExpressionAttributeValues"][":write"] = attr_s(write_id);
+    }
+    WriteResult result;
+    try {
+      Json response = operation == "PutItem" ? db_->put_item(request, context)
+                                             : db_->update_item(request, context);
+      result.applied = true;
+      result.current = response.value("Attributes", Json::object());  // ALL_OLD, when asked
+      return result;
+    } catch (const Error& e) {
+      if (!services::is_condition_failure(e)) throw;
+    }
+    Json response =
+        db_->get_item({{"TableName", table_}, {"Key", key}, {"ConsistentRead", true}}, context);
+    if (auto item = response.find("Item"); item != response.end() && item->is_object()) {
+      result.current = *item;
+      result.applied = item_s(*item, "writeId") == write_id;
+    }
+    return result;
+  }
+
   std::shared_ptr<const services::DynamoDb> db_;
   std::string table_;
 };
 
 }  // namespace
+
+std::string IdempotencyMarker::id() const {
+  return std::string(kIdempotencyPrefix) + aws::sha256_hex(scope + '\n' + key);
+}
 
 std::optional<StatementKey> StatementKey::from_statement_name(std::string_view name) {
   auto colon = name.rfind(':');

@@ -8,6 +8,7 @@
 #include "rstasker/common/metrics.hpp"
 #include "rstasker/tasker/events.hpp"
 #include "rstasker/tasker/metrics.hpp"
+#include "rstasker/tasker/waiting.hpp"
 #include "tasker/redshift_user.hpp"
 
 namespace rstasker::tasker {
@@ -30,6 +31,27 @@ Json without_password_literals(Json described) {
     for (Json& sub : *subs) redact(sub);
   }
   return described;
+}
+
+// The `action` log field: the action's name, or what kind of event this is.
+std::string action_name(const CheckedEvent& checked) {
+  switch (checked.shape()) {
+    case EventShape::kAction:
+      return string_member(checked.event(), "action").empty()
+                 ? "executeStatement"
+                 : string_member(checked.event(), "action");
+    case EventShape::kSqsBatch:
+      return "completionBatch";
+    case EventShape::kCloudFormation:
+      return "customResource" + string_member(checked.event(), "RequestType");
+  }
+  return "";
+}
+
+// A string member for a log field, or null.
+Json optional_string(const Json& event, const char* key) {
+  auto it = event.find(key);
+  return it != event.end() && it->is_string() ? *it : Json(nullptr);
 }
 
 }  // namespace
@@ -58,7 +80,14 @@ Json Tasker::handle(const CheckedEvent& checked, const aws::CallContext& context
   struct FlushMetrics {
     ~FlushMetrics() { metrics::flush(); }
   } flush_metrics;
-  if (std::exchange(cold_, false)) metrics::count(metric::kColdStart);
+  const bool cold = std::exchange(cold_, false);
+  if (cold) metrics::count(metric::kColdStart);
+  log::set_invocation_field("coldStart", cold);
+  log::set_invocation_field("action", action_name(checked));
+  const Json& event = checked.event();
+  log::ScopedFields fields{{"executionArn", optional_string(event, "executionArn")},
+                           {"stackId", optional_string(event, "StackId")},
+                           {"logicalResourceId", optional_string(event, "LogicalResourceId")}};
   switch (checked.shape()) {
     case EventShape::kAction:
       if (checked.action() == nullptr) break;
@@ -94,6 +123,30 @@ std::string Tasker::resolve_statement_id(const std::string& statement_id,
   return latest->statement_id;
 }
 
+void Tasker::answer_finished(const StatementRecord& record, const Waiter& waiter,
+                             const aws::CallContext& context) {
+  const std::string name = record.key.statement_name();
+  std::string id = record.statement_id;
+  if (id.empty())
+    id = services::find_statement_by_name(*deps_.redshift, name, context).value_or("");
+  if (id.empty()) {
+    throw Error(error_names::kInternalError,
+                "statement " + name + " has been completed, but the Data API no longer knows it");
+  }
+  // The outcome the earlier waiter was given, as DescribeStatement tells it now.
+  Outcome outcome =
+      Reconciler::outcome_of(deps_.redshift->describe_statement(id, context), name, config_.region);
+  if (outcome.statement_id.empty()) outcome.statement_id = id;
+  if (!services::is_terminal(outcome.status)) {
+    throw Error(error_names::kInternalError,
+                "statement " + name + " has been completed, but DescribeStatement says it is " +
+                    std::string(services::to_string(outcome.status)));
+  }
+  spdlog::info("statement {} had already ended ({}): answering the repeated start's waiter now",
+               name, services::to_string(outcome.status));
+  notifier_.notify(waiter, outcome, context);
+}
+
 Json Tasker::run_action(const Json& event, const ActionRequest& request,
                         const aws::CallContext& context) {
   // The token must not reach the logs, whatever path it takes (an error message, a dump).
@@ -113,11 +166,13 @@ Json Tasker::run_action(const Json& event, const ActionRequest& request,
       start.batch = request.batch;  // sqlStatements, even with one statement: one transaction
       start.parameters = request.parameters;
       start.singleton = request.kind == ActionKind::kExecuteSingletonStatement;
+      start.idempotency_key = request.idempotency_key;
       if (!request.task_token.empty()) {
         start.waiter.kind = WaiterKind::kStepFunctions;
         start.waiter.task_token = request.task_token;
       }
       StartResult started = launcher_.start(start, context);
+      if (started.finished) answer_finished(*started.finished, start.waiter, context);
       Json response = std::move(started.response);
       response["StatementName"] = started.key.statement_name();
       return response;
@@ -140,6 +195,9 @@ Json Tasker::run_action(const Json& event, const ActionRequest& request,
     }
     case ActionKind::kQueryRunnerStep:
       return query_runner_.step(event, context);
+    case ActionKind::kListWaiting:
+      return list_waiting(*deps_.state, static_cast<std::size_t>(request.limit.value_or(50)),
+                          request.next_token, now_epoch_ms(), context);
   }
   throw Error(error_names::kInternalError, "unhandled action");
 }

@@ -1,6 +1,8 @@
 // Production wiring: one JSON client per service, all sharing one pooled transport.
 #include "rstasker/tasker/wiring.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include "rstasker/aws/endpoints.hpp"
 #include "rstasker/aws/json_client.hpp"
 #include "rstasker/common/log.hpp"
@@ -20,6 +22,20 @@ std::unique_ptr<Tasker> make_tasker(const aws::EnvLookup& env,
   metric_settings.name_space = config.metrics_namespace;
   metric_settings.function_name = env("AWS_LAMBDA_FUNCTION_NAME").value_or("");
   metric_settings.out = metrics_out;
+  switch (spdlog::default_logger()->level()) {
+    case spdlog::level::warn:
+      metric_settings.level = "WARN";
+      break;
+    case spdlog::level::err:
+      metric_settings.level = "ERROR";
+      break;
+    case spdlog::level::critical:
+    case spdlog::level::off:
+      metric_settings.level = "FATAL";
+      break;
+    default:
+      metric_settings.level = "INFO";
+  }
   metrics::init(std::move(metric_settings));
 
   auto client = [&](const aws::ServiceSpec& spec, const aws::JsonProtocol& protocol) {

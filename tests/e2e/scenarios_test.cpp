@@ -27,7 +27,9 @@
 #include <memory>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "flows.hpp"
@@ -208,6 +210,9 @@ class StackEnvironment : public ::testing::Environment {
       start("runner_callback", s.runner.at("CALLBACK_STATE_MACHINE_ARN"),
             {"create table e2e_runner_callback (n integer)",
              "insert into e2e_runner_callback values (7)"});
+      // Cancelled by its test while it sleeps; long enough that it still runs by then.
+      start("runner_callback_cancelled", s.runner.at("CALLBACK_STATE_MACHINE_ARN"),
+            {"select pg_sleep(600) as e2e_runner_callback_cancelled"});
       start("own_batch_rolled_back", batch,
             {{"sqls",
               {"create table e2e_batch_rolled_back (n integer)",
@@ -844,6 +849,36 @@ TEST_F(EndToEnd, QueryRunner_CallbackFlavourRunsQueriesInOrder) {
   EXPECT_EQ(count(run.path, "Run"), 2u);
   EXPECT_EQ(count(run.path, "Wait"), 0u) << "nothing polls";
   EXPECT_EQ(sql_value(stack(), "select sum(n) from e2e_runner_callback"), "7");
+}
+
+// A cancelled statement is not run again, as in the polling flavour: the execution fails with
+// ABORTED after one attempt (the callback it gets is FAILED with the cause's state ABORTED).
+TEST_F(EndToEnd, QueryRunner_CallbackFlavourDoesNotRetryACancelledStatement) {
+  const std::string arn = shared().executions.at("runner_callback_cancelled");
+  const Json latest_event = {{"statementId", "LATEST"}, {"executionArn", arn}};
+  // The statement is started by the execution's first task; cancel it once it runs.
+  std::string status;
+  for (int attempt = 0; attempt < 120 && status != "STARTED"; ++attempt) {
+    try {
+      Json event = latest_event;
+      event["action"] = "describeStatement";
+      status = invoke_tasker(event).value("Status", "");
+    } catch (const std::runtime_error&) {
+      // PreviousExecutionNotFound: not started yet.
+    }
+    if (status != "STARTED") std::this_thread::sleep_for(1s);
+  }
+  ASSERT_EQ(status, "STARTED");
+  Json cancel = latest_event;
+  cancel["action"] = "cancelStatement";
+  invoke_tasker(cancel);
+
+  Execution run = finished("runner_callback_cancelled");
+  ASSERT_EQ(run.status, "FAILED") << run.described.dump();
+  EXPECT_EQ(run.described.value("error", ""), "ABORTED") << run.described.dump();
+  EXPECT_EQ(count(run.path, "Statement"), 1u) << "a cancelled statement was run again";
+  Json cause = Json::parse(run.described.value("cause", "{}"));
+  EXPECT_EQ(cause.value("state", ""), "ABORTED") << run.described.dump();
 }
 
 // --- State machines of the test's own -----------------------------------------------------------

@@ -18,6 +18,7 @@
 #include "rstasker/tasker/tasker.hpp"
 #include "support/cfn_receiver.hpp"
 #include "support/fakes.hpp"
+#include "support/lost_reply_transport.hpp"
 #include "support/moto_server.hpp"
 
 namespace rstasker::tasker {
@@ -25,6 +26,7 @@ namespace {
 
 using rstasker::testing::CfnReceiver;
 using rstasker::testing::FakeRedshiftData;
+using rstasker::testing::LostReplyTransport;
 using rstasker::testing::MotoOptions;
 using rstasker::testing::MotoServer;
 
@@ -59,6 +61,7 @@ class StepFunctionsServer {
         ++heartbeats_;
       } else {
         closed_.insert(token);
+        ++accepted_[token];
       }
       res.set_content("{}", "application/x-amz-json-1.0");
     });
@@ -76,6 +79,11 @@ class StepFunctionsServer {
     std::lock_guard lock(mutex_);
     return callbacks_;
   }
+  // SendTaskSuccess/Failure requests accepted per token (each closed its task).
+  std::map<std::string, int> accepted() const {
+    std::lock_guard lock(mutex_);
+    return accepted_;
+  }
   int heartbeats() const {
     std::lock_guard lock(mutex_);
     return heartbeats_;
@@ -91,6 +99,7 @@ class StepFunctionsServer {
   std::thread thread_;
   mutable std::mutex mutex_;
   std::map<std::string, int> callbacks_;
+  std::map<std::string, int> accepted_;
   std::set<std::string> closed_;
   std::set<std::string> failing_;
   int heartbeats_ = 0;
@@ -113,7 +122,7 @@ class ExactlyOnceTest : public ::testing::Test {
   void SetUp() override {
     RSTASKER_SKIP_IF_UNAVAILABLE(MotoServer::unavailable_reason());
     ASSERT_NE(moto_, nullptr) << "moto did not start: " << start_error_;
-    transport_ = aws::make_curl_transport();
+    transport_ = std::make_shared<LostReplyTransport>(aws::make_curl_transport());
     auto dynamo =
         std::make_shared<const services::DynamoDb>(std::make_shared<const aws::JsonClient>(
             aws::protocol::kDynamoDb,
@@ -223,7 +232,8 @@ class ExactlyOnceTest : public ::testing::Test {
   // connections close first, so stopping a server does not wait for them to time out.
   StepFunctionsServer sfn_server_;
   CfnReceiver receiver_;
-  std::shared_ptr<aws::HttpTransport> transport_;
+  // Every call passes it; a test makes it lose chosen replies after the server applied them.
+  std::shared_ptr<LostReplyTransport> transport_;
   std::string table_;
   std::shared_ptr<StateTable> state_;
   std::shared_ptr<FakeRedshiftData> redshift_ = std::make_shared<FakeRedshiftData>();
@@ -276,6 +286,93 @@ TEST_F(ExactlyOnceTest, ABatchReportsExactlyTheRecordWhoseCallbackFails) {
   EXPECT_EQ(counted[a.token], 1);
   EXPECT_EQ(counted[c.token], 1);
   EXPECT_GE(counted[b.token], 1) << "b's callback was tried (and refused with a 500)";
+}
+
+TEST_F(ExactlyOnceTest, ACallbackWhoseReplyWasLostIsDeliveredNotAWaiterGone) {
+  const std::string token = "TOKEN-lost-" + random_uuid();
+  transport_->lose_reply("SendTaskSuccess");
+  // The retry meets the task our first attempt closed: delivered, not an error.
+  EXPECT_NO_THROW(step_functions_->send_task_success(token, "{}", context()));
+  EXPECT_EQ(sfn_server_.callbacks()[token], 2);
+  EXPECT_EQ(sfn_server_.accepted()[token], 1);
+  // Without a lost attempt, a closed task is still reported as gone.
+  try {
+    step_functions_->send_task_success(token, "{}", context());
+    ADD_FAILURE() << "a closed task accepted a second callback";
+  } catch (const Error& e) {
+    EXPECT_TRUE(services::is_waiter_gone(e)) << e.what();
+  }
+}
+
+// Every write of the flows (state table, Step Functions callbacks) is applied and its first reply
+// lost; the retries meet their own writes. Each statement still calls back exactly once and ends
+// DONE, and a redelivery is a duplicate.
+TEST_F(ExactlyOnceTest, EveryWriteLosingItsFirstReplyStillCallsBackOnce) {
+  transport_->lose_first_reply_of_each(
+      {"PutItem", "UpdateItem", "DeleteItem", "SendTaskSuccess", "SendTaskFailure"});
+  std::vector<Started> sfn, cfn;
+  for (int i = 40; i < 43; ++i) sfn.push_back(start_sfn(i));
+  for (int i = 40; i < 42; ++i) cfn.push_back(start_cfn(i));
+  Json records = Json::array();
+  for (const auto* group : {&sfn, &cfn}) {
+    for (const auto& s : *group) records.push_back(completion(s, "m-" + s.id));
+  }
+  EXPECT_TRUE(failed(sandbox()->handle({{"Records", records}}, context())).empty());
+  deliver_until_acknowledged({{"Records", records}});  // a redelivery of the whole batch
+  EXPECT_GE(transport_->lost(), 20) << "each start and completion loses several replies";
+  for (const auto& s : sfn) {
+    EXPECT_EQ(sfn_server_.accepted()[s.token], 1) << s.name;
+    EXPECT_EQ(state_->get(*StatementKey::from_statement_name(s.name), context())->state,
+              RecordState::kDone);
+  }
+  for (int i = 40; i < 42; ++i) {
+    EXPECT_EQ(responses_for("/r/" + std::to_string(i) + "?"), 1u) << i;
+  }
+  EXPECT_EQ(redshift_->executed().size(), sfn.size() + cfn.size()) << "each SQL ran once";
+}
+
+// A Step Functions Retry after Lambda.ServiceException may race the attempt it replaces: starts
+// with one idempotency key, at once and after each other, with the first reply of every write
+// lost, run the SQL once, and only the token that waits last is answered, once; a repeat after
+// the end is answered at once.
+TEST_F(ExactlyOnceTest, StartsRepeatedWithOneIdempotencyKeyRunTheSqlOnce) {
+  transport_->lose_first_reply_of_each({"PutItem", "UpdateItem", "SendTaskSuccess"});
+  const std::string arn =
+      "arn:aws:states:us-east-1:123456789012:execution:M:keyed-" + random_uuid().substr(0, 8);
+  auto event = [&](const std::string& token) {
+    return Json{{"sqlStatement", "select 50"},
+                {"executionArn", arn},
+                {"taskToken", token},
+                {"idempotencyKey", arn + "#Run#2026-12-02T10:00:00.000Z"}};
+  };
+  std::vector<Json> outs(5);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 5; ++i) {
+    threads.emplace_back([&, i] {
+      try {
+        outs[i] = sandbox()->handle(event("TOKEN-K-" + std::to_string(i)), context());
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << "attempt " << i << ": " << e.what();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  ASSERT_EQ(redshift_->executed().size(), 1u) << "the SQL ran more than once";
+  for (const auto& out : outs) EXPECT_EQ(out.value("Id", ""), outs[0].value("Id", ""));
+
+  Json last = sandbox()->handle(event("TOKEN-K-last"), context());
+  EXPECT_EQ(last["Id"], outs[0]["Id"]);
+  redshift_->set_status(last["Id"], "FINISHED");
+  deliver_until_acknowledged(
+      {{"Records", {completion({last["StatementName"], last["Id"], ""}, "m-keyed")}}});
+  auto accepted = sfn_server_.accepted();
+  EXPECT_EQ(accepted["TOKEN-K-last"], 1);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(accepted["TOKEN-K-" + std::to_string(i)], 0) << i;
+
+  Json after = sandbox()->handle(event("TOKEN-K-after"), context());
+  EXPECT_EQ(after["Id"], outs[0]["Id"]);
+  EXPECT_EQ(sfn_server_.accepted()["TOKEN-K-after"], 1) << "answered at once";
+  EXPECT_EQ(redshift_->executed().size(), 1u);
 }
 
 class CrashAfter : public ExactlyOnceTest, public ::testing::WithParamInterface<std::string> {};

@@ -13,11 +13,13 @@
 #include "rstasker/services/dynamodb.hpp"
 #include "rstasker/tasker/tasker.hpp"
 #include "support/fakes.hpp"
+#include "support/lost_reply_transport.hpp"
 #include "support/moto_server.hpp"
 
 namespace rstasker::tasker {
 namespace {
 
+using rstasker::testing::LostReplyTransport;
 using rstasker::testing::MotoOptions;
 using rstasker::testing::MotoServer;
 
@@ -39,7 +41,7 @@ class StateTableTest : public ::testing::Test {
     auto client = std::make_shared<const aws::JsonClient>(
         aws::protocol::kDynamoDb,
         aws::resolve_endpoint(aws::service::kDynamoDb, moto_->region(), moto_->env()),
-        moto_->credentials(), aws::make_curl_transport());
+        moto_->credentials(), lossy_);
     db_ = std::make_shared<const services::DynamoDb>(client);
     // A table per test keeps tests independent.
     table_ = "state-" + random_uuid().substr(0, 8);
@@ -58,8 +60,46 @@ class StateTableTest : public ::testing::Test {
     return r;
   }
 
+  // A tasker over this test's table, with fakes for the other services.
+  struct TaskerOverTable {
+    Config config;
+    std::shared_ptr<rstasker::testing::FakeRedshiftData> redshift;
+    std::shared_ptr<StateTable> state;
+    std::shared_ptr<rstasker::testing::FakeStepFunctions> sfn;
+    std::unique_ptr<Tasker> tasker;
+  };
+  TaskerOverTable tasker_over_table() {
+    TaskerOverTable t;
+    t.config.target = {"cluster-1", "", "dev", "admin", ""};
+    t.config.table_name = table_;
+    t.config.region = moto_->region();
+    t.redshift = std::make_shared<rstasker::testing::FakeRedshiftData>();
+    t.state = std::move(table);
+    t.sfn = std::make_shared<rstasker::testing::FakeStepFunctions>();
+    t.tasker = std::make_unique<Tasker>(
+        t.config, Dependencies{t.redshift, t.state, t.sfn,
+                               std::make_shared<rstasker::testing::FakeCfnResponder>()});
+    return t;
+  }
+
+  // The SQS batch of the completion event of `started` (an execute action's response), FINISHED.
+  static Json finished_batch(const Json& started) {
+    Json body = {{"source", "aws.redshift-data"},
+                 {"detail-type", "Redshift Data Statement Status Change"},
+                 {"detail",
+                  {{"statementName", started["StatementName"]},
+                   {"statementId", started["Id"]},
+                   {"state", "FINISHED"}}}};
+    return {{"Records",
+             {{{"messageId", "m1"}, {"eventSource", "aws:sqs"}, {"body", dump_json(body)}}}}};
+  }
+
   static inline std::unique_ptr<MotoServer> moto_;
   static inline std::string start_error_;
+  // Every call passes it; a test makes it lose the replies of chosen writes after moto applied
+  // them.
+  std::shared_ptr<LostReplyTransport> lossy_ =
+      std::make_shared<LostReplyTransport>(aws::make_curl_transport());
   std::shared_ptr<const services::DynamoDb> db_;
   std::string table_;
   std::unique_ptr<StateTable> table;
@@ -191,6 +231,21 @@ TEST_F(StateTableTest, AnExpiredClaimIsTakenOverAndSaysSo) {
   EXPECT_TRUE(table->finish(r.key, "alive", "FINISHED", ctx_));
 }
 
+TEST_F(StateTableTest, KeepUntilOnlyLengthensTheLifeOfRecordsStillWaiting) {
+  StatementRecord r = waiting_record("exec-keep", now_epoch_ms());
+  ASSERT_TRUE(table->insert(r, ctx_));
+  const std::int64_t later = r.expires_at_s + 86400;
+  EXPECT_TRUE(table->keep_until(r.key, later, ctx_));
+  EXPECT_EQ(table->get(r.key, ctx_)->expires_at_s, later);
+  EXPECT_FALSE(table->keep_until(r.key, later - 10, ctx_)) << "never shortened";
+  EXPECT_EQ(table->get(r.key, ctx_)->expires_at_s, later);
+  ASSERT_EQ(table->claim(r.key, "o", now_epoch_ms() + 60000, ctx_).result, ClaimResult::kClaimed);
+  EXPECT_TRUE(table->keep_until(r.key, later + 1, ctx_)) << "a claimed record still waits";
+  ASSERT_TRUE(table->finish(r.key, "o", "FINISHED", ctx_));
+  EXPECT_FALSE(table->keep_until(r.key, later + 2, ctx_)) << "a done record is not kept";
+  EXPECT_FALSE(table->keep_until({"exec-none", "1.000000"}, later, ctx_));
+}
+
 TEST_F(StateTableTest, TheWaitingIndexHoldsOnlyTrackedUnfinishedRecordsOldestFirst) {
   std::int64_t now = now_epoch_ms();
   StatementRecord old1 = waiting_record("exec-5", now - 50000);
@@ -243,6 +298,15 @@ TEST_F(StateTableTest, FailedUpdatesAreRememberedPerPhysicalIdUntilForgottenOrEx
   table->forget_failed_update(id, ctx_);
   EXPECT_FALSE(table->failed_update(id, ctx_));
 
+  // Unconditional writes: a retry after a lost reply writes (or deletes) the same again.
+  lossy_->lose_reply("PutItem");
+  table->record_failed_update({id, "failed-4", "kept-4", now_epoch_seconds() + 86400}, ctx_);
+  EXPECT_EQ(table->failed_update(id, ctx_)->failed_digest, "failed-4");
+  lossy_->lose_reply("DeleteItem", 1, LostReplyTransport::Loss::kServerError);
+  table->forget_failed_update(id, ctx_);
+  EXPECT_FALSE(table->failed_update(id, ctx_));
+  EXPECT_EQ(lossy_->lost(), 2);
+
   // Expired but not yet swept by DynamoDB's TTL: gone all the same.
   table->record_failed_update({id, "failed-3", "kept-3", now_epoch_seconds() - 10}, ctx_);
   EXPECT_FALSE(table->failed_update(id, ctx_));
@@ -275,16 +339,151 @@ TEST_F(StateTableTest, SingletonLocks) {
   EXPECT_FALSE(table->latest("lock#old", false, ctx_));
 }
 
+// Each conditional write applied by moto whose reply is then lost (connection reset, or a 500)
+// is retried by the client and meets its own write: it must still count as applied.
+TEST_F(StateTableTest, AnInsertWhoseReplyIsLostIsInsertedOnce) {
+  for (auto loss :
+       {LostReplyTransport::Loss::kNetworkError, LostReplyTransport::Loss::kServerError}) {
+    StatementRecord r = waiting_record("exec-lost-insert", now_epoch_ms());
+    lossy_->lose_reply("PutItem", 1, loss);
+    EXPECT_TRUE(table->insert(r, ctx_)) << "the retry met our own insert";
+    EXPECT_FALSE(table->insert(r, ctx_)) << "a second insert is still refused";
+    EXPECT_EQ(table->get(r.key, ctx_)->state, RecordState::kWaiting);
+  }
+  EXPECT_EQ(lossy_->lost(), 2);
+}
+
+TEST_F(StateTableTest, ClaimReleaseAndFinishWhoseRepliesAreLostStillCount) {
+  StatementRecord r = waiting_record("exec-lost-claim", now_epoch_ms());
+  ASSERT_TRUE(table->insert(r, ctx_));
+  const std::int64_t far = now_epoch_ms() + 60000;
+
+  lossy_->lose_reply("UpdateItem");
+  Claim claim = table->claim(r.key, "owner-1", far, ctx_);
+  ASSERT_EQ(claim.result, ClaimResult::kClaimed) << "not held by someone else: held by us";
+  EXPECT_EQ(claim.record.waiter.task_token, "token-exec-lost-claim");
+  EXPECT_TRUE(claim.taken_over) << "the state before the claim is unknown: the waiter is asked";
+  EXPECT_EQ(table->claim(r.key, "owner-2", far, ctx_).result, ClaimResult::kHeldByOther);
+
+  lossy_->lose_reply("UpdateItem", 1, LostReplyTransport::Loss::kServerError);
+  EXPECT_TRUE(table->release_claim(r.key, "owner-1", ctx_));
+  EXPECT_EQ(table->get(r.key, ctx_)->state, RecordState::kWaiting);
+
+  ASSERT_EQ(table->claim(r.key, "owner-3", far, ctx_).result, ClaimResult::kClaimed);
+  lossy_->lose_reply("UpdateItem");
+  EXPECT_TRUE(table->finish(r.key, "owner-3", "FINISHED", ctx_));
+  EXPECT_EQ(table->get(r.key, ctx_)->state, RecordState::kDone);
+  EXPECT_FALSE(table->finish(r.key, "owner-2", "FINISHED", ctx_)) << "not the owner";
+  EXPECT_EQ(lossy_->lost(), 3);
+}
+
+TEST_F(StateTableTest, LockWritesWhoseRepliesAreLostStillCount) {
+  const std::int64_t now = now_epoch_ms();
+  lossy_->lose_reply("PutItem");
+  EXPECT_TRUE(table->acquire_lock({"lock#lost", "holder-1", "", now, now + 60000}, now, ctx_));
+  EXPECT_FALSE(table->acquire_lock({"lock#lost", "holder-2", "", now, now + 60000}, now, ctx_));
+
+  lossy_->lose_reply("PutItem", 1, LostReplyTransport::Loss::kServerError);
+  EXPECT_TRUE(table->steal_lock({"lock#lost", "holder-2", "", now, now + 60000}, "holder-1", ctx_));
+  EXPECT_EQ(table->get_lock("lock#lost", ctx_)->holder, "holder-2");
+
+  lossy_->lose_reply("UpdateItem");
+  table->set_lock_statement("lock#lost", "holder-2", "sid-2", ctx_);
+  EXPECT_EQ(table->get_lock("lock#lost", ctx_)->statement_id, "sid-2");
+  lossy_->lose_reply("DeleteItem");
+  table->release_lock("lock#lost", "holder-2", ctx_);
+  EXPECT_FALSE(table->get_lock("lock#lost", ctx_));
+  EXPECT_EQ(lossy_->lost(), 4);
+}
+
+TEST_F(StateTableTest, StartRecordWritesWhoseRepliesAreLostStillCount) {
+  StatementRecord r = waiting_record("exec-lost-start", now_epoch_ms());
+  ASSERT_TRUE(table->insert(r, ctx_));
+  lossy_->lose_reply("UpdateItem");
+  table->set_statement_id(r.key, "sid-1", ctx_);
+  EXPECT_EQ(table->get(r.key, ctx_)->statement_id, "sid-1");
+  lossy_->lose_reply("UpdateItem", 1, LostReplyTransport::Loss::kServerError);
+  table->mark_start_failed(r.key, "ValidationException: bad", ctx_);
+  EXPECT_EQ(table->get(r.key, ctx_)->state, RecordState::kStartFailed);
+  EXPECT_EQ(lossy_->lost(), 2);
+}
+
+TEST_F(StateTableTest, IdempotencyMarkersAndWaiterRebindingSurviveLostReplies) {
+  StatementRecord r = waiting_record("exec-key", now_epoch_ms());
+  ASSERT_TRUE(table->insert(r, ctx_));
+  IdempotencyMarker marker{"exec-key", "step#1", r.key, "digest-1", now_epoch_seconds() + 86400};
+  lossy_->lose_reply("PutItem");
+  EXPECT_TRUE(table->put_idempotency(marker, std::nullopt, ctx_));
+  EXPECT_FALSE(table->put_idempotency(marker, std::nullopt, ctx_)) << "the key is taken";
+  auto got = table->get_idempotency("exec-key", "step#1", ctx_);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->record, r.key);
+  EXPECT_EQ(got->request_digest, "digest-1");
+  EXPECT_FALSE(table->get_idempotency("exec-key", "step#2", ctx_));
+  EXPECT_FALSE(table->get_idempotency("exec-other", "step#1", ctx_)) << "keys are per caller";
+
+  IdempotencyMarker moved = marker;
+  moved.record = {"exec-key", StatementKey::new_invocation_id()};
+  EXPECT_FALSE(table->put_idempotency(moved, moved.record, ctx_)) << "it stands for r, not that";
+  lossy_->lose_reply("PutItem", 1, LostReplyTransport::Loss::kServerError);
+  EXPECT_TRUE(table->put_idempotency(moved, r.key, ctx_));
+  EXPECT_EQ(table->get_idempotency("exec-key", "step#1", ctx_)->record, moved.record);
+  EXPECT_EQ(table->latest("exec-key", false, ctx_)->key, r.key) << "a marker is no statement";
+
+  lossy_->lose_reply("UpdateItem");
+  EXPECT_TRUE(table->rebind_waiter(r.key, {WaiterKind::kStepFunctions, "token-new", {}}, ctx_));
+  EXPECT_EQ(table->get(r.key, ctx_)->waiter.task_token, "token-new");
+  ASSERT_EQ(table->claim(r.key, "owner", now_epoch_ms() + 60000, ctx_).result,
+            ClaimResult::kClaimed);
+  EXPECT_FALSE(table->rebind_waiter(r.key, {WaiterKind::kStepFunctions, "token-late", {}}, ctx_))
+      << "a claimed record is being answered: its waiter stays";
+  EXPECT_EQ(lossy_->lost(), 3);
+}
+
+// The whole life of a singleton statement with the first reply of every state-table write lost
+// after moto applied it: it starts once, calls back once, and leaves no lock.
+TEST_F(StateTableTest, ASingletonFlowWhoseWritesAllLoseTheirFirstReplyRunsOnceAndLeavesNoLock) {
+  TaskerOverTable over = tasker_over_table();
+  auto& redshift = over.redshift;
+  auto& shared_table = over.state;
+  auto& sfn = over.sfn;
+  auto& tasker = over.tasker;
+  const Json event = {{"action", "executeSingletonStatement"},
+                      {"sqlStatement", "call sp_lost_replies()"},
+                      {"executionArn", "arn:aws:states:us-east-1:123456789012:execution:M:lost"},
+                      {"taskToken", "TOKEN-lost-replies-xxxxxxxx"}};
+  lossy_->lose_reply("PutItem", 1, LostReplyTransport::Loss::kNetworkError, "expiresAt");  // lock
+  lossy_->lose_reply("PutItem", 1, LostReplyTransport::Loss::kServerError, "waiter");      // record
+  lossy_->lose_reply("UpdateItem", 1, LostReplyTransport::Loss::kNetworkError, "#sid");
+  Json started = tasker->handle(event, ctx_);
+  ASSERT_EQ(redshift->executed().size(), 1u);
+  EXPECT_EQ(lossy_->lost(), 3);
+  auto lock = shared_table->get_lock(
+      Launcher::lock_key(over.config.target, {"call sp_lost_replies()"}, {}), ctx_);
+  ASSERT_TRUE(lock);
+  EXPECT_EQ(lock->holder, started["StatementName"]);
+  EXPECT_EQ(lock->statement_id, started["Id"]);
+
+  lossy_->lose_reply("UpdateItem", 1, LostReplyTransport::Loss::kServerError, "CLAIMED");
+  lossy_->lose_reply("UpdateItem", 1, LostReplyTransport::Loss::kNetworkError, "DONE");
+  lossy_->lose_reply("DeleteItem", 1, LostReplyTransport::Loss::kServerError);
+  const Json batch = finished_batch(started);
+  EXPECT_TRUE(tasker->handle(batch, ctx_)["batchItemFailures"].empty());
+  EXPECT_EQ(lossy_->lost(), 6);
+  EXPECT_EQ(sfn->callbacks().size(), 1u);
+  EXPECT_FALSE(shared_table->get_lock(lock->key, ctx_)) << "a lock was left behind";
+  auto key = StatementKey::from_statement_name(started["StatementName"].get<std::string>());
+  EXPECT_EQ(shared_table->get(*key, ctx_)->state, RecordState::kDone);
+  // The redelivery is a duplicate, not a second callback.
+  EXPECT_TRUE(tasker->handle(batch, ctx_)["batchItemFailures"].empty());
+  EXPECT_EQ(sfn->callbacks().size(), 1u);
+}
+
 TEST_F(StateTableTest, TwentyConcurrentSingletonCallersStartExactlyOne) {
-  auto redshift = std::make_shared<rstasker::testing::FakeRedshiftData>();
-  Config config;
-  config.target = {"cluster-1", "", "dev", "admin", ""};
-  config.table_name = table_;
-  config.region = moto_->region();
-  std::shared_ptr<StateTable> shared_table = std::move(table);
-  auto sfn = std::make_shared<rstasker::testing::FakeStepFunctions>();
-  auto cfn = std::make_shared<rstasker::testing::FakeCfnResponder>();
-  Tasker tasker(config, Dependencies{redshift, shared_table, sfn, cfn});
+  TaskerOverTable over = tasker_over_table();
+  auto& redshift = over.redshift;
+  auto& sfn = over.sfn;
+  auto& tasker = over.tasker;
 
   auto event = [](int i) {
     return Json{{"action", "executeSingletonStatement"},
@@ -299,7 +498,7 @@ TEST_F(StateTableTest, TwentyConcurrentSingletonCallersStartExactlyOne) {
   for (int i = 0; i < 20; ++i) {
     threads.emplace_back([&, i] {
       try {
-        ids[i] = tasker.handle(event(i), ctx_).value("Id", "");
+        ids[i] = tasker->handle(event(i), ctx_).value("Id", "");
         ++started;
       } catch (const Error& e) {
         (e.name() == "ConcurrentExecution" ? refused : other)++;
@@ -314,24 +513,18 @@ TEST_F(StateTableTest, TwentyConcurrentSingletonCallersStartExactlyOne) {
   std::string winner = *std::find_if(ids.begin(), ids.end(), [](auto& s) { return !s.empty(); });
 
   // Still running: refused. Finished (completion event not yet processed): taken over.
-  EXPECT_THROW(tasker.handle(event(21), ctx_), Error);
+  EXPECT_THROW(tasker->handle(event(21), ctx_), Error);
   redshift->set_status(winner, "FINISHED");
-  Json second = tasker.handle(event(22), ctx_);
+  Json second = tasker->handle(event(22), ctx_);
   EXPECT_NE(second["Id"], winner);
 
   // The completion of the second releases the lock: a third starts without any take-over.
-  Json body = {{"source", "aws.redshift-data"},
-               {"detail-type", "Redshift Data Statement Status Change"},
-               {"detail",
-                {{"statementName", second["StatementName"]},
-                 {"statementId", second["Id"]},
-                 {"state", "FINISHED"}}}};
-  Json batch = {
-      {"Records", {{{"messageId", "m1"}, {"eventSource", "aws:sqs"}, {"body", dump_json(body)}}}}};
-  EXPECT_TRUE(tasker.handle(batch, ctx_)["batchItemFailures"].empty());
+  redshift->set_status(second["Id"], "FINISHED");
+  const Json batch = finished_batch(second);
+  EXPECT_TRUE(tasker->handle(batch, ctx_)["batchItemFailures"].empty());
   std::size_t describes_before = 0;
   for (const auto& c : redshift->calls()) describes_before += c.starts_with("DescribeStatement");
-  EXPECT_NO_THROW(tasker.handle(event(23), ctx_));
+  EXPECT_NO_THROW(tasker->handle(event(23), ctx_));
   std::size_t describes_after = 0;
   for (const auto& c : redshift->calls()) describes_after += c.starts_with("DescribeStatement");
   EXPECT_EQ(describes_after, describes_before) << "the lock was free: nothing to take over";

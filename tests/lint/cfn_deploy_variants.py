@@ -5,7 +5,8 @@ that each reaches CREATE_COMPLETE with the resources and permissions its conditi
 cfn/tasker.yaml: every combination of target (cluster with DbUser, cluster with SecretArn,
 workgroup, workgroup with WorkgroupId, workgroup with SecretArn), reconcile schedule (on, off) and
 reserved concurrency (none, 5); each FunctionTimeout (and so each visibility-timeout branch) is
-used by some of them. cfn/query-runner.yaml: without a default target, and with one granted to
+used by some of them, and each Architecture (x86_64, arm64) with an explicit CodeS3Key and with
+the default one (redshift-tasker-<Architecture>.zip). cfn/query-runner.yaml: without a default target, and with one granted to
 the tasker's role (TaskerRoleName) plus the callback flavour; deleting it takes the grant away.
 
 moto (scripts/moto_launcher.py on a free port) is started for this test and stopped at its end;
@@ -15,9 +16,11 @@ is not installed, unless RSTASKER_REQUIRE_SERVERS=1.
 """
 
 import ast
+import base64
 import ctypes
 import io
 import itertools
+import hashlib
 import json
 import os
 import signal
@@ -35,11 +38,15 @@ ACCOUNT = "123456789012"
 SECRET = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:tasker-db-AbCdEf"
 WORKGROUP_ID = "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"
 TIMEOUTS = [30, 60, 120, 300, 900]  # every FunctionTimeout, so every visibility-timeout branch
+# (Architecture, explicit CodeS3Key or the default one): every combination.
+CODE_VARIANTS = [("x86_64", True), ("arm64", False), ("x86_64", False), ("arm64", True)]
+CODE_KEYS = ["tasker.zip", "redshift-tasker-x86_64.zip", "redshift-tasker-arm64.zip"]
 
 try:
     import boto3
     from botocore.exceptions import ClientError
     import moto.server  # noqa: F401  (the server extras: what scripts/moto_launcher.py runs)
+    import yaml  # moto needs it too
 except ImportError as missing:
     print(f"moto with its server extras is not installed ({missing}); not deploying templates")
     sys.exit(1 if os.environ.get("RSTASKER_REQUIRE_SERVERS") == "1" else 77)
@@ -118,12 +125,17 @@ class Deployer:
         self.sqs = session.client("sqs", endpoint_url=endpoint)
         self.lam = session.client("lambda", endpoint_url=endpoint)
         s3 = session.client("s3", endpoint_url=endpoint)
-        # The function's code: moto's Lambda needs the object to exist, not to run.
-        code = io.BytesIO()
-        with zipfile.ZipFile(code, "w") as archive:
-            archive.writestr("bootstrap", "#!/bin/sh\n")
+        # The function's code: moto's Lambda needs the object to exist, not to run. Each key holds
+        # different bytes, so the function's CodeSha256 tells which one it was made from.
         s3.create_bucket(Bucket="artifacts")
-        s3.put_object(Bucket="artifacts", Key="tasker.zip", Body=code.getvalue())
+        self.code_sha256 = {}
+        for key in CODE_KEYS:
+            code = io.BytesIO()
+            with zipfile.ZipFile(code, "w") as archive:
+                archive.writestr("bootstrap", f"#!/bin/sh\n# {key}\n")
+            s3.put_object(Bucket="artifacts", Key=key, Body=code.getvalue())
+            self.code_sha256[key] = base64.b64encode(
+                hashlib.sha256(code.getvalue()).digest()).decode()
 
     def deploy(self, stack, body, parameters):
         """Creates the stack and waits for it; its status and outputs."""
@@ -217,10 +229,16 @@ def as_list(value):
     return value if isinstance(value, list) else [value]
 
 
-def check_tasker(deployer, stack, target, schedule, reserved, timeout, outputs):
+def check_tasker(deployer, stack, target, schedule, reserved, timeout, architecture, code_key,
+                 outputs):
     name = f"tasker {stack}"
     for key in ("FunctionArn", "FunctionName", "RoleName", "RoleArn", "TableName", "QueueUrl"):
         check(outputs.get(key), f"{name}: output {key} is missing")
+    # moto creates the function without its Architectures (see check_architecture_is_passed);
+    # the code object is the one the Architecture selects when CodeS3Key is "".
+    configuration = deployer.lam.get_function_configuration(FunctionName=outputs["FunctionName"])
+    check(configuration.get("CodeSha256") == deployer.code_sha256[code_key],
+          f"{name}: the function's code is not the object {code_key} ({architecture})")
     resources = deployer.resources(stack)
     for conditional in ("ReconcileRule", "ReconcilePermission"):
         check((conditional in resources) == bool(schedule),
@@ -256,20 +274,42 @@ def check_tasker(deployer, stack, target, schedule, reserved, timeout, outputs):
           f"{name}: DatabaseCredentials is {statement}, not {action} on {credentials}")
 
 
+def check_architecture_is_passed():
+    """moto's CloudFormation drops an AWS::Lambda::Function's Architectures, so the template
+    itself is read: the function's Architectures is the Architecture parameter."""
+    loader = type("CfnLoader", (yaml.SafeLoader,), {})
+    loader.add_multi_constructor("!", lambda loader, tag, node: {
+        tag: loader.construct_sequence(node) if isinstance(node, yaml.SequenceNode)
+        else loader.construct_scalar(node)})
+    parsed = yaml.load(template("tasker.yaml"), Loader=loader)
+    architectures = parsed["Resources"]["Function"]["Properties"].get("Architectures")
+    check(architectures == [{"Ref": "Architecture"}],
+          f"tasker.yaml: the function's Architectures is {architectures}, not the parameter")
+    check(parsed["Parameters"]["Architecture"].get("AllowedValues") == ["x86_64", "arm64"],
+          "tasker.yaml: Architecture does not allow exactly x86_64 and arm64")
+
+
 def tasker_variants(deployer):
     body = template("tasker.yaml")
     timeouts = itertools.cycle(TIMEOUTS)
+    code_variants = itertools.cycle(CODE_VARIANTS)
     for (label, target), schedule, reserved in itertools.product(
             TARGETS.items(), ["", "rate(5 minutes)"], [0, 5]):
         timeout = next(timeouts)
-        stack = f"tasker-{label}-{'schedule' if schedule else 'noschedule'}-r{reserved}"
+        architecture, explicit_key = next(code_variants)
+        stack = (f"tasker-{label}-{'schedule' if schedule else 'noschedule'}-r{reserved}-"
+                 f"{architecture}")
         parameters = {**target, "Database": "dev", "CodeS3Bucket": "artifacts",
-                      "CodeS3Key": "tasker.zip", "ReconcileSchedule": schedule,
+                      "Architecture": architecture, "ReconcileSchedule": schedule,
                       "ReservedConcurrency": reserved, "FunctionTimeout": timeout}
+        code_key = f"redshift-tasker-{architecture}.zip"
+        if explicit_key:
+            code_key = parameters["CodeS3Key"] = "tasker.zip"
         status, outputs = deployer.deploy(stack, body, parameters)
         check(status == "CREATE_COMPLETE", f"tasker {stack}: {status}")
         if status == "CREATE_COMPLETE":
-            check_tasker(deployer, stack, target, schedule, reserved, timeout, outputs)
+            check_tasker(deployer, stack, target, schedule, reserved, timeout, architecture,
+                         code_key, outputs)
         status = deployer.delete(stack)
         check(status == "DELETE_COMPLETE", f"tasker {stack}: deleting it ended {status}")
         print(f"tasker.yaml {stack}: checked", flush=True)
@@ -335,6 +375,7 @@ def main():
     moto = Moto()
     try:
         deployer = Deployer(moto.endpoint)
+        check_architecture_is_passed()
         tasker_variants(deployer)
         query_runner_variants(deployer)
     except Exception:

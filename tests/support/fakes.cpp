@@ -33,7 +33,7 @@ Json FakeRedshiftData::execute(const services::ExecuteRequest& request, const aw
   }
   executed_.push_back(request);
   std::string id = random_uuid();
-  statements_[id] = Statement{request.statement_name, "STARTED", ""};
+  statements_[id] = Statement{request.statement_name, "STARTED", "", request};
   if (!request.client_token.empty()) by_client_token_[request.client_token] = id;
   Json response = {{"Id", id}, {"CreatedAt", 1.5}, {"Database", request.target.database}};
   if (!request.target.cluster_identifier.empty()) {
@@ -88,9 +88,33 @@ Json FakeRedshiftData::list_statements(const services::ListStatementsRequest& re
   calls_.push_back("ListStatements " + request.statement_name);
   Json statements = Json::array();
   for (const auto& [id, s] : statements_) {
-    if (s.name.starts_with(request.statement_name)) {
-      statements.push_back({{"Id", id}, {"StatementName", s.name}, {"Status", s.status}});
+    if (!s.name.starts_with(request.statement_name)) continue;
+    if (request.status != "ALL" && s.status != request.status) continue;
+    const services::RedshiftTarget& ran_on = s.request.target;
+    if ((!request.cluster_identifier.empty() &&
+         ran_on.cluster_identifier != request.cluster_identifier) ||
+        (!request.workgroup_name.empty() && ran_on.workgroup_name != request.workgroup_name) ||
+        (!request.database.empty() && ran_on.database != request.database)) {
+      continue;
     }
+    // As the Data API: the SQL and parameters as sent, a batch's as QueryStrings.
+    Json entry = {{"Id", id},
+                  {"StatementName", s.name},
+                  {"Status", s.status},
+                  {"IsBatchStatement", services::is_batch(s.request)}};
+    if (services::is_batch(s.request)) {
+      entry["QueryStrings"] = s.request.sqls;
+    } else {
+      entry["QueryString"] = s.request.sqls.empty() ? std::string() : s.request.sqls.front();
+    }
+    if (!s.request.parameters.empty()) {
+      Json parameters = Json::array();
+      for (const auto& p : s.request.parameters) {
+        parameters.push_back({{"name", p.name}, {"value", p.value}});
+      }
+      entry["QueryParameters"] = std::move(parameters);
+    }
+    statements.push_back(std::move(entry));
   }
   return {{"Statements", statements}};
 }
@@ -160,6 +184,20 @@ void MemoryStateTable::mark_start_failed(const StatementKey& key, const std::str
   if (it == records_.end()) throw Error("ConditionalCheckFailedException", "no record", 400);
   it->second.state = RecordState::kStartFailed;
   it->second.outcome = reason;
+}
+
+bool MemoryStateTable::keep_until(const StatementKey& key, std::int64_t expires_at_s,
+                                  const aws::CallContext&) {
+  enter("keep_until", true);
+  std::lock_guard lock(mutex_);
+  auto it = records_.find({key.id, key.invocation_id});
+  if (it == records_.end() ||
+      (it->second.state != RecordState::kWaiting && it->second.state != RecordState::kClaimed) ||
+      it->second.expires_at_s >= expires_at_s) {
+    return false;
+  }
+  it->second.expires_at_s = expires_at_s;
+  return true;
 }
 
 void MemoryStateTable::replace(const StatementRecord& record) {
@@ -292,6 +330,39 @@ std::optional<tasker::FailedUpdate> MemoryStateTable::failed_update(const std::s
     return std::nullopt;
   }
   return it->second;
+}
+
+bool MemoryStateTable::rebind_waiter(const StatementKey& key, const tasker::Waiter& waiter,
+                                     const aws::CallContext&) {
+  enter("rebind_waiter", true);
+  std::lock_guard lock(mutex_);
+  auto it = records_.find({key.id, key.invocation_id});
+  if (it == records_.end() || it->second.state != RecordState::kWaiting) return false;
+  it->second.waiter = waiter;
+  return true;
+}
+
+std::optional<tasker::IdempotencyMarker> MemoryStateTable::get_idempotency(
+    const std::string& scope, const std::string& key, const aws::CallContext&) {
+  enter("get_idempotency", false);
+  std::lock_guard lock(mutex_);
+  auto it = markers_.find(tasker::IdempotencyMarker{scope, key, {}, "", 0}.id());
+  if (it == markers_.end()) return std::nullopt;
+  return it->second;
+}
+
+bool MemoryStateTable::put_idempotency(const tasker::IdempotencyMarker& marker,
+                                       const std::optional<StatementKey>& replacing,
+                                       const aws::CallContext&) {
+  enter("put_idempotency", true);
+  std::lock_guard lock(mutex_);
+  auto it = markers_.find(marker.id());
+  if (replacing ? (it == markers_.end() || it->second.record != *replacing)
+                : it != markers_.end()) {
+    return false;
+  }
+  markers_[marker.id()] = marker;
+  return true;
 }
 
 void MemoryStateTable::forget_failed_update(const std::string& physical_id,

@@ -51,6 +51,7 @@ class FakeRedshiftData : public services::RedshiftData {
     std::string name;
     std::string status = "STARTED";
     std::string error;
+    services::ExecuteRequest request;  // what started it (SQL, parameters, target)
   };
   mutable std::mutex mutex_;
   std::map<std::string, Statement> statements_;     // by id
@@ -81,6 +82,13 @@ class MemoryStateTable : public tasker::StateTable {
   tasker::WaitingPage waiting_before(std::int64_t cutoff_ms, std::size_t limit,
                                      const std::string& cursor,
                                      const aws::CallContext& context) override;
+  bool rebind_waiter(const tasker::StatementKey& key, const tasker::Waiter& waiter,
+                     const aws::CallContext& context) override;
+  std::optional<tasker::IdempotencyMarker> get_idempotency(
+      const std::string& scope, const std::string& key, const aws::CallContext& context) override;
+  bool put_idempotency(const tasker::IdempotencyMarker& marker,
+                       const std::optional<tasker::StatementKey>& replacing,
+                       const aws::CallContext& context) override;
   void record_failed_update(const tasker::FailedUpdate& update,
                             const aws::CallContext& context) override;
   std::optional<tasker::FailedUpdate> failed_update(const std::string& physical_id,
@@ -98,6 +106,8 @@ class MemoryStateTable : public tasker::StateTable {
                           const aws::CallContext& context) override;
   void release_lock(const std::string& key, const std::string& holder,
                     const aws::CallContext& context) override;
+  bool keep_until(const tasker::StatementKey& key, std::int64_t expires_at_s,
+                  const aws::CallContext& context) override;
 
   // Stores `record` as it is, replacing any with its key (a test setting up an old record).
   void replace(const tasker::StatementRecord& record);
@@ -115,6 +125,7 @@ class MemoryStateTable : public tasker::StateTable {
   std::map<std::pair<std::string, std::string>, tasker::StatementRecord> records_;
   std::map<std::string, tasker::SingletonLock> locks_;
   std::map<std::string, tasker::FailedUpdate> failed_updates_;  // by physical id
+  std::map<std::string, tasker::IdempotencyMarker> markers_;    // by IdempotencyMarker::id()
   std::atomic<std::size_t> writes_{0};
 };
 

@@ -116,6 +116,10 @@ const OWNED_FUNCTION_PROPS: Record<string, string> = {
   loggingFormat: 'the tasker logs JSON; leave loggingFormat out',
   applicationLogLevelV2: 'use the logLevel prop',
   applicationLogLevel: 'use the logLevel prop',
+  systemLogLevelV2: 'the tasker keeps Lambda\'s platform logs at WARN; leave it out',
+  systemLogLevel: 'the tasker keeps Lambda\'s platform logs at WARN; leave it out',
+  logFormat: 'the tasker logs JSON; leave logFormat out',
+  logRetention: 'the tasker creates its log group; use the logRetention prop of SfnRedshiftTasker',
 };
 
 // The waiting index, as state_table_definition() in src/tasker/state_table.cpp defines it.
@@ -133,7 +137,7 @@ export class SfnRedshiftTasker extends Construct {
   public readonly deadLetterQueue?: sqs.IQueue;
   /** The key encrypting table and queues (absent without customer-managed encryption). */
   public readonly key?: kms.IKey;
-  /** The function's role. */
+  /** The function's role (with createCallbackInfra: false, the first tasker's). */
   public readonly role: iam.Role;
   /** The function's log group. */
   public readonly logGroup: logs.LogGroup;
@@ -310,15 +314,31 @@ export class SfnRedshiftTasker extends Construct {
       removalPolicy: RemovalPolicy.DESTROY,
     });
 
-    this.role = new iam.Role(this, 'FunctionRole', {
-      description: 'redshift-tasker function (least privilege)',
-      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
-      inlinePolicies: {
-        'redshift-tasker': new iam.PolicyDocument({
-          statements: this.functionStatements(stack, target, table, key, queue),
-        }),
-      },
-    });
+    const statements = this.functionStatements(stack, target, table, key, queue);
+    // A tasker without callback infrastructure runs as the role of the tasker whose table it
+    // shares: that tasker's function completes and reconciles its statements, and the Data API
+    // shows a caller only the statements its own role started.
+    const primary = callbackInfra ? undefined : taskerOwning(table);
+    if (primary) {
+      this.role = primary.role;
+      new iam.Policy(this, 'TargetPolicy', {
+        roles: [primary.role],
+        statements: statements.filter((s) => SECONDARY_SIDS.has(s.sid ?? '')),
+      });
+    } else {
+      if (!callbackInfra) {
+        Annotations.of(this).addWarning(
+          'existingTableObj is not the trackingTable of an SfnRedshiftTasker in this app: the tasker that ' +
+            "completes this one's statements must run as this function's role to describe failed ones " +
+            '(the Data API shows a caller only its own statements).',
+        );
+      }
+      this.role = new iam.Role(this, 'FunctionRole', {
+        description: 'redshift-tasker function (least privilege)',
+        assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+        inlinePolicies: { 'redshift-tasker': new iam.PolicyDocument({ statements }) },
+      });
+    }
 
     const architecture = fnProps.architecture ?? lambda.Architecture.X86_64;
     const code = props.code ?? fnProps.code ?? bundledCode(architecture);
@@ -513,6 +533,15 @@ export class SfnRedshiftTasker extends Construct {
     }
     return statements;
   }
+}
+
+// What a tasker sharing another's role adds to it: its log group, its target and its credentials.
+const SECONDARY_SIDS = new Set(['Logs', 'StartStatementsOnTheTarget', 'DatabaseCredentials']);
+
+// The SfnRedshiftTasker whose trackingTable `table` is, if any.
+function taskerOwning(table: dynamodb.ITable): SfnRedshiftTasker | undefined {
+  const owner = table.node.scope;
+  return owner instanceof SfnRedshiftTasker && owner.trackingTable === table ? owner : undefined;
 }
 
 function eventBridgeKeyStatement(stack: Stack): iam.PolicyStatement {

@@ -1,30 +1,37 @@
 #!/usr/bin/env python3
 """End to end: the CDK example app (cfn/cdk/examples) synthesized, its Lambda zip asset uploaded
 to moto's S3, the template deployed into the local stack (scripts/local-stack up: PostgreSQL,
-moto, tasker-local), and the seed's six example state machines run to their real outcomes.
+moto, tasker-local), and the seed's six example state machines run to their real outcomes. Then
+the package as users get it: `npm pack` (bundling BUILD_DIR's lambda-zip), the tarball installed
+beside an app written as the seed's README shows (test/fixtures/seed-app), synthesized with the
+bundled zip as its asset, deployed, and its callback state machine run.
 
 Usage: e2e_local_stack.py BUILD_DIR   (BUILD_DIR holds redshift-tasker and tasker-local)
 
 The package must be built first (npm ci && npm run build-dev in cfn/cdk: the cdk_package test).
-As in the C++ end-to-end tests, the function runs as BUILD_DIR's own redshift-tasker
-(tasker-local's --bootstrap), so the sanitizer build runs end to end; the asset is a zip whose
-bootstrap starts that binary. Exits 77 (skipped) when something is missing, unless
+As in the C++ end-to-end tests, every function runs as BUILD_DIR's own redshift-tasker
+(tasker-local's --bootstrap), so the sanitizer build runs end to end; the example app's asset is
+a zip whose bootstrap starts that binary (lambda_zip_test runs the bundled zip's own). Exits 77 (skipped) when something is missing, unless
 RSTASKER_REQUIRE_SERVERS=1. The stack is taken down at the end, and by its watchdog if this
 test dies.
 """
 
+import glob
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 import zipfile
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 PACKAGE = os.path.join(ROOT, "cfn", "cdk")
 STACK = "RedshiftTaskerCdkExamples"
+SEED_STACK = "SeedApp"  # the fixture app's stack name
 ASSETS_BUCKET = "rstasker-cdk-assets"
 
 
@@ -41,6 +48,9 @@ try:
     import moto.server  # noqa: F401  (scripts/local-stack runs moto's server)
 except ImportError as missing:
     unavailable(f"moto with its server extras is not installed ({missing})")
+# KEY=VALUE files (the local stack's env, deploy-stack's outputs): read as the demo reads them.
+sys.path.insert(0, os.path.join(ROOT, "scripts", "lib"))
+from demo import read_env  # noqa: E402
 for program in ("node", "zip", "curl", "setsid"):
     if shutil.which(program) is None:
         unavailable(f"{program} is not installed")
@@ -50,23 +60,15 @@ if not os.path.exists(APP):
 for binary in ("redshift-tasker", "tasker-local"):
     if not os.access(os.path.join(BUILD, binary), os.X_OK):
         unavailable(f"{BUILD}/{binary} is not built")
+if not glob.glob(os.path.join(BUILD, "redshift-tasker-*.zip")):
+    unavailable(f"{BUILD} has no Lambda zip for npm pack to bundle (build the lambda-zip target)")
 
 
-def run(argv, env=None, timeout=300):
-    result = subprocess.run(argv, env=env, timeout=timeout, capture_output=True, text=True)
+def run(argv, env=None, timeout=300, cwd=None):
+    result = subprocess.run(argv, env=env, timeout=timeout, capture_output=True, text=True, cwd=cwd)
     if result.returncode != 0:
         sys.exit(f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result.stdout
-
-
-def read_assignments(path):
-    values = {}
-    with open(path, encoding="utf-8") as lines:
-        for line in lines:
-            key, sep, value = line.rstrip("\n").partition("=")
-            if sep:
-                values[key] = value
-    return values
 
 
 def bootstrap_zip(path):
@@ -77,28 +79,50 @@ def bootstrap_zip(path):
         archive.writestr(info, f'#!/bin/sh\nexec "{BUILD}/redshift-tasker" "$@"\n')
 
 
-def synthesize(outdir, env_values, code_zip):
+def synthesize(app, stack, outdir, env_values, extra_context):
     context = {
-        "stackName": STACK,
         "clusterIdentifier": env_values["TASKER_CLUSTER_IDENTIFIER"],
         "dbName": env_values["TASKER_DATABASE"],
         "dbUser": env_values["TASKER_DB_USER"],
-        "lambdaZip": code_zip,
         "assetsBucket": ASSETS_BUCKET,
         # moto runs no schedules, and a schedule rule breaks its event delivery (docs/cloudformation.md).
         "reconcile": "false",
+        **extra_context,
     }
     env = dict(os.environ, CDK_OUTDIR=outdir, CDK_CONTEXT_JSON=json.dumps(context))
-    run(["node", APP], env=env)
-    with open(os.path.join(outdir, f"{STACK}.template.json"), encoding="utf-8") as f:
-        template = f.read()
-    with open(os.path.join(outdir, f"{STACK}.assets.json"), encoding="utf-8") as f:
+    run(["node", app], env=env)
+    with open(os.path.join(outdir, f"{stack}.assets.json"), encoding="utf-8") as f:
         assets = json.load(f)
-    return template, assets
+    return os.path.join(outdir, f"{stack}.template.json"), assets
+
+
+def packed_seed_app(state):
+    """npm pack, and the seed-style fixture app with the tarball installed beside it (the
+    package's peer dependencies are linked from cfn/cdk/node_modules, as an app's own)."""
+    pack_dir = os.path.join(state, "pack")
+    os.makedirs(pack_dir)
+    run(["npm", "pack", "--silent", "--pack-destination", pack_dir], cwd=PACKAGE,
+        env=dict(os.environ, RSTASKER_BUILD_DIR=BUILD))
+    [tarball] = glob.glob(os.path.join(pack_dir, "*.tgz"))
+    app_dir = os.path.join(state, "seed-app")
+    installed = os.path.join(app_dir, "node_modules", "redshift-tasker-cdk")
+    os.makedirs(installed)
+    with tarfile.open(tarball) as archive:
+        for member in archive.getmembers():
+            member.name = member.name.split("/", 1)[1]  # npm packs under package/
+            # The "data" filter where this Python has it (3.11.4 and later).
+            archive.extract(member, installed, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+    if not glob.glob(os.path.join(installed, "lambda", "redshift-tasker-*.zip")):
+        sys.exit(f"the tarball {tarball} holds no Lambda zip")
+    for peer in ("aws-cdk-lib", "constructs"):
+        os.symlink(os.path.join(PACKAGE, "node_modules", peer), os.path.join(app_dir, "node_modules", peer))
+    shutil.copy(os.path.join(PACKAGE, "test", "fixtures", "seed-app", "app.js"), app_dir)
+    return os.path.join(app_dir, "app.js"), os.path.getsize(tarball)
 
 
 def upload_assets(s3, outdir, assets, account, region):
-    """Uploads every file asset of the manifest as `cdk deploy` would (a directory is zipped)."""
+    """Uploads every file asset of the manifest (the Lambda zip, the template itself) as
+    `cdk deploy` would (a directory is zipped)."""
     uploaded = 0
     for asset in assets.get("files", {}).values():
         source = os.path.join(outdir, asset["source"]["path"])
@@ -124,23 +148,15 @@ def upload_assets(s3, outdir, assets, account, region):
     return uploaded
 
 
-def deploy(cfn, template):
-    cfn.create_stack(StackName=STACK, TemplateBody=template,
-                     Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"])
-    deadline = time.monotonic() + 180
-    while True:
-        stack = cfn.describe_stacks(StackName=STACK)["Stacks"][0]
-        if not stack["StackStatus"].endswith("_IN_PROGRESS"):
-            break
-        if time.monotonic() > deadline:
-            sys.exit(f"stack {STACK} still {stack['StackStatus']} after 180 s")
-        time.sleep(0.2)
-    if stack["StackStatus"] != "CREATE_COMPLETE":
-        for event in cfn.describe_stack_events(StackName=STACK)["StackEvents"][:20]:
-            if event.get("ResourceStatusReason"):
-                print(f"  {event['LogicalResourceId']}: {event['ResourceStatusReason']}")
-        sys.exit(f"stack {STACK} ended {stack['StackStatus']}")
-    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+def deploy(script, env, stack_dir, stack_name, template_path):
+    """Deploys with `scripts/local-stack deploy-stack`; returns its outputs (SNAKE_NAME keys)."""
+    run([script, "deploy-stack", stack_name, template_path], env=env, timeout=400)
+    return read_env(os.path.join(stack_dir, "stacks", f"{stack_name}.env"))
+
+
+def output_key(name):
+    # deploy-stack writes the output SingleSuccessArn as SINGLE_SUCCESS_ARN.
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).upper()
 
 
 # What each example must end with: the execution's status, and a check of its output.
@@ -154,10 +170,14 @@ EXPECTED = {
 }
 
 
-def run_examples(sfn, outputs):
+# The seed-style app's one callback task: its output is the completion the tasker called back with.
+SEED_EXPECTED = {"SeedStyle": ("SUCCEEDED", lambda out: out["detail"]["state"] == "FINISHED")}
+
+
+def run_examples(sfn, outputs, expected):
     executions = {}
-    for name in EXPECTED:
-        arn = outputs[f"{name}Arn"]
+    for name in expected:
+        arn = outputs[output_key(f"{name}Arn")]
         executions[name] = sfn.start_execution(stateMachineArn=arn, input="{}")["executionArn"]
     results = {}
     deadline = time.monotonic() + 240
@@ -173,7 +193,7 @@ def run_examples(sfn, outputs):
             sys.exit(f"executions still running after 240 s: {missing}")
         time.sleep(0.2)
     failures = []
-    for name, (status, check) in EXPECTED.items():
+    for name, (status, check) in expected.items():
         described = results[name]
         output = json.loads(described.get("output") or "null")
         ok = described["status"] == status
@@ -193,39 +213,48 @@ def main():
     # In the build directory, as the C++ end-to-end tests' stacks: PostgreSQL (run as the postgres
     # user when the test is root) must reach it, which a private temporary directory denies.
     state = os.path.join(BUILD, "e2e-cdk-local-stack")
+    stack_dir = os.path.join(state, "stack")
     script = os.path.join(ROOT, "scripts", "local-stack")
     env = dict(os.environ,
-               RSTASKER_LOCAL_STACK_DIR=os.path.join(state, "stack"),
+               RSTASKER_LOCAL_STACK_DIR=stack_dir,
                RSTASKER_BUILD_DIR=BUILD,
                RSTASKER_LOCAL_STACK_PREBUILT="1",
                RSTASKER_FUNCTION_BOOTSTRAP=os.path.join(BUILD, "redshift-tasker"),
                RSTASKER_LOCAL_STACK_OWNER_PID=str(os.getpid()))
-    if os.path.exists(os.path.join(state, "stack", "ports")):
+    if os.path.exists(os.path.join(stack_dir, "ports")):
         # A stack a previous run left behind (its watchdog normally takes it down) goes first.
         subprocess.run([script, "down"], env=env, timeout=120, capture_output=True)
     shutil.rmtree(state, ignore_errors=True)
     os.makedirs(state)
     try:
         run([script, "up"], env=env, timeout=180)
-        values = read_assignments(os.path.join(state, "stack", "env"))
+        values = read_env(os.path.join(stack_dir, "env"))
         code_zip = os.path.join(state, "redshift-tasker.zip")
         bootstrap_zip(code_zip)
         outdir = os.path.join(state, "cdk.out")
-        template, assets = synthesize(outdir, values, code_zip)
+        template, assets = synthesize(APP, STACK, outdir, values,
+                                      {"stackName": STACK, "lambdaZip": code_zip})
         session = boto3.session.Session(aws_access_key_id=values["AWS_ACCESS_KEY_ID"],
                                         aws_secret_access_key=values["AWS_SECRET_ACCESS_KEY"],
                                         region_name=values["AWS_REGION"])
         edge = values["AWS_ENDPOINT_URL"]
         account = session.client("sts", endpoint_url=edge).get_caller_identity()["Account"]
-        uploaded = upload_assets(session.client("s3", endpoint_url=edge), outdir, assets, account,
-                                 values["AWS_REGION"])
-        if uploaded == 0:
-            sys.exit("the synthesized app has no file asset: where is the Lambda zip?")
-        outputs = deploy(session.client("cloudformation", endpoint_url=edge), template)
+        s3 = session.client("s3", endpoint_url=edge)
+        sfn = session.client("stepfunctions", endpoint_url=edge)
+        uploaded = upload_assets(s3, outdir, assets, account, values["AWS_REGION"])
+        outputs = deploy(script, env, stack_dir, STACK, template)
         print(f"deployed {STACK} ({uploaded} asset(s)); running the examples")
-        failures = run_examples(session.client("stepfunctions", endpoint_url=edge), outputs)
+        failures = run_examples(sfn, outputs, EXPECTED)
+
+        seed_app, tarball_size = packed_seed_app(state)
+        seed_out = os.path.join(state, "seed-app.out")
+        template, assets = synthesize(seed_app, SEED_STACK, seed_out, values, {})
+        uploaded = upload_assets(s3, seed_out, assets, account, values["AWS_REGION"])
+        outputs = deploy(script, env, stack_dir, SEED_STACK, template)
+        print(f"deployed {SEED_STACK} from the packed tarball ({tarball_size} bytes, {uploaded} asset(s))")
+        failures += run_examples(sfn, outputs, SEED_EXPECTED)
         if failures:
-            print(f"function logs: {state}/stack/logs/functions")
+            print(f"function logs: {stack_dir}/logs/functions")
             sys.exit(f"examples that did not end as expected: {failures}")
         print("every example ended as expected")
     finally:

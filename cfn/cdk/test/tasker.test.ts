@@ -151,7 +151,22 @@ describe('createCallbackInfra', () => {
     assert.equal(tasker.key, undefined);
     template.hasResourceProperties('AWS::Lambda::Function', {
       Environment: { Variables: Match.objectLike({ CLUSTER_IDENTIFIER: 'two', DDB_TABLE_NAME: { Ref: Match.stringLikeRegexp('^FirstStateTable') } }) },
+      Role: { 'Fn::GetAtt': [Match.stringLikeRegexp('^FirstFunctionRole'), 'Arn'] },
     });
+    // One role: the first tasker's function can describe the second's statements. It gains the
+    // second target and the second function's log group.
+    template.resourceCountIs('AWS::IAM::Role', 1);
+    const [policy] = Object.values(template.findResources('AWS::IAM::Policy')) as any[];
+    assert.equal(policy.Properties.Roles.length, 1);
+    assert.match(policy.Properties.Roles[0].Ref, /^FirstFunctionRole/);
+    const sids = policy.Properties.PolicyDocument.Statement.map((s: any) => s.Sid);
+    assert.deepEqual(sids, ['Logs', 'StartStatementsOnTheTarget', 'DatabaseCredentials']);
+    assert.match(JSON.stringify(policy.Properties.PolicyDocument.Statement[1].Resource), /:cluster:two/);
+  });
+  test('false with a table from elsewhere: a role of its own, and a warning', () => {
+    const { stack, template } = synthTasker((s) => ({ createCallbackInfra: false, existingTableObj: sharedTable(s) }));
+    template.resourceCountIs('AWS::IAM::Role', 1);
+    Annotations.fromStack(stack).hasWarning('*', Match.stringLikeRegexp('not the trackingTable of an SfnRedshiftTasker'));
   });
   test('refusals', () => {
     refuses({ createCallbackInfra: false }, /shares the table of a first tasker; pass .* as existingTableObj/);
@@ -286,6 +301,8 @@ describe('starterLambdaFunctionProps', () => {
   test('what the tasker owns is refused with what to do', () => {
     refuses({ starterLambdaFunctionProps: { runtime: lambda.Runtime.PYTHON_3_12 } }, /runtime is not accepted.*provided.al2023/);
     refuses({ starterLambdaFunctionProps: { handler: 'index.handler' } }, /handler is not accepted/);
+    refuses({ starterLambdaFunctionProps: { logRetention: logs.RetentionDays.ONE_DAY } },
+      /logRetention is not accepted.*logRetention prop of SfnRedshiftTasker/);
     refuses({ starterLambdaFunctionProps: { reservedConcurrentExecutions: 1 } }, /reserved concurrency of 1 throttles/);
     refuses({ starterLambdaFunctionProps: { timeout: Duration.minutes(16) } }, /cannot exceed 15 minutes/);
     refuses({ completerLambdaFunctionProps: {} }, /completerLambdaFunctionProps no longer applies.*starterLambdaFunctionProps/);

@@ -95,6 +95,13 @@ std::string xml_element(std::string_view xml, std::string_view tag);
 // else "HttpError<status>"; the message from `message`/`Message` (JSON or XML).
 Error error_from_response(const HttpResponse& response);
 
+// What the attempts of one call went through, for a caller that must read the final answer in
+// that light (a refusal after an attempt the service may have applied).
+struct CallHistory {
+  // An earlier attempt got no answer or a server error (5xx): the service may have applied it.
+  bool maybe_applied = false;
+};
+
 class JsonClient {
  public:
   JsonClient(JsonProtocol protocol, Endpoint endpoint, Credentials credentials,
@@ -103,7 +110,9 @@ class JsonClient {
   // Calls `operation` with `request` as the body and returns the parsed response (an object; `{}`
   // for an empty body). Retryable failures are retried within `context.deadline`; the last error
   // is thrown when attempts or time run out. Non-retryable service errors are thrown at once.
-  Json call(std::string_view operation, const Json& request, const CallContext& context) const;
+  // With `history`, it is told whether a retried attempt may have been applied.
+  Json call(std::string_view operation, const Json& request, const CallContext& context,
+            CallHistory* history = nullptr) const;
 
   const Endpoint& endpoint() const { return endpoint_; }
 

@@ -8,6 +8,9 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
+
+#include "rstasker/common/json.hpp"
 
 namespace rstasker::log {
 
@@ -28,6 +31,30 @@ void init(const Settings& settings);
 
 // The request id of the invocation in progress, added to every line ("" between invocations).
 void set_request_id(std::string request_id);
+
+// Structured fields: added to every JSON line as members of their own (action, statementId,
+// statementName, executionArn, stackId, logicalResourceId, waiter, errorType, xrayTraceId,
+// coldStart), so CloudWatch Logs Insights and metric filters can select by them. The text format
+// does not show them. String values are redacted like the message. They never replace the
+// timestamp, level, message or requestId members.
+//
+// An invocation field holds for every thread until changed or cleared (null removes one).
+void set_invocation_field(std::string_view key, Json value);
+void clear_invocation_fields();
+
+// Fields of the work in progress on this thread (a statement being started or completed), for
+// the guard's lifetime; they override invocation fields of the same name. Empty strings and
+// nulls are left out.
+class ScopedFields {
+ public:
+  explicit ScopedFields(std::initializer_list<std::pair<std::string_view, Json>> fields);
+  ~ScopedFields();
+  ScopedFields(const ScopedFields&) = delete;
+  ScopedFields& operator=(const ScopedFields&) = delete;
+
+ private:
+  std::size_t pushed_ = 0;
+};
 
 // Registers a value that must never be printed (a credential, a task token in flight). Every
 // occurrence in a line is replaced. Values shorter than 8 characters are ignored (too likely to

@@ -40,6 +40,10 @@ struct Settings {
   std::string name_space = "RedshiftTasker";
   std::string function_name;  // the FunctionName dimension, on every metric
   std::FILE* out = stdout;    // where flush() writes (one document per line)
+  // The document's "level" member. Lambda's log-level filter treats a JSON line without one as
+  // INFO and drops it under a higher ApplicationLogLevel: the metrics carry the level in force
+  // (INFO or above) so they always pass. "" leaves the member out.
+  std::string level = "INFO";
 };
 
 // Replaces the settings; recording starts (or stops) with it. What was recorded is discarded.

@@ -45,6 +45,10 @@ struct ExecuteRequest {
 struct ListStatementsRequest {
   std::string statement_name;  // case-sensitive prefix; empty: any
   std::string status = "ALL";
+  // Only statements that ran on this cluster or workgroup and database; empty: any.
+  std::string cluster_identifier;
+  std::string workgroup_name;
+  std::string database;
   int max_results = 100;
   std::string next_token;
 };

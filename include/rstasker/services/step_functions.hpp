@@ -17,6 +17,9 @@ class StepFunctions {
  public:
   virtual ~StepFunctions() = default;
   // `output` is JSON text (at most kMaxTaskOutputBytes; larger output is an InvalidRequest).
+  // A callback is retried when its reply is lost; when the retry finds the task closed
+  // (TaskTimedOut, TaskDoesNotExist, InvalidToken) after an attempt that may have been applied,
+  // it returns normally: delivered. Otherwise those errors are thrown.
   virtual void send_task_success(const std::string& task_token, const std::string& output,
                                  const aws::CallContext& context) = 0;
   virtual void send_task_failure(const std::string& task_token, const std::string& error,

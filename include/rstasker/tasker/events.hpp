@@ -29,6 +29,7 @@ enum class ActionKind {
   kGetStatementResult,
   kReconcile,
   kQueryRunnerStep,  // the query-runner state machine's step; its fields are checked by QueryRunner
+  kListWaiting,      // what is waiting for a completion now (operators' view)
 };
 std::string_view action_name(ActionKind kind);
 
@@ -58,8 +59,12 @@ struct ActionRequest {
   std::string next_token;
   std::string execution_arn;
   std::string task_token;
+  // The caller's name for this start (1 to 512 characters): a repeat with the same key (and
+  // executionArn) never starts the SQL again. See StartRequest::idempotency_key.
+  std::string idempotency_key;
   TargetOverride target;
   std::optional<std::int64_t> older_than_seconds;  // reconcile; absent: the configured threshold
+  std::optional<std::int64_t> limit;               // listWaiting: page size (1 to 100)
 };
 
 // Checks SQL text as the Data API would: not empty or blank, at most kMaxSqlLength characters.
@@ -76,6 +81,10 @@ std::vector<services::SqlParameter> parse_sql_parameters(const Json& parameters,
 // Checks that `arn` is a Step Functions execution ARN short enough to be part of a statement
 // name. Throws InvalidRequest.
 void check_execution_arn(const std::string& arn);
+
+// Checks an `idempotencyKey`: 1 to 512 characters (room for an execution ARN, a state name and
+// a time). Throws InvalidRequest.
+void check_idempotency_key(const std::string& key);
 
 // Parses and checks an action event. Throws InvalidRequest naming the field and the problem:
 // unknown or mis-cased actions and fields, wrong JSON types, missing or conflicting fields,

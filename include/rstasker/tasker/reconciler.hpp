@@ -35,6 +35,10 @@ class Reconciler {
   // The completion event a statement would have produced, from its DescribeStatement response.
   static Json synthesize_event(const Json& described, const std::string& statement_name,
                                const std::string& region);
+  // How a statement ended, from its DescribeStatement response (status, error, rows, and the
+  // synthesized event); the status is kUnknown or not terminal while it runs.
+  static Outcome outcome_of(const Json& described, const std::string& statement_name,
+                            const std::string& region);
 
  private:
   enum class Examined {
@@ -49,6 +53,13 @@ class Reconciler {
                    const aws::CallContext& context);
   // A CloudFormation request whose statement never started: answered FAILED, the record DONE.
   Examined answer_never_started(const StatementRecord& record, const aws::CallContext& context);
+  // A record that still waits after this visit (`examined` says how it went) and has less than
+  // half of kMinWaitingRecordSeconds to live is given kMinWaitingRecordSeconds from now, so it
+  // is never forgotten before it is answered. A failure is only logged (the next run tries).
+  void keep_alive(const StatementRecord& record, Examined examined,
+                  const aws::CallContext& context);
+  // What a completion's disposition counts as; `completed` when this run completed it.
+  static Examined after_completion(Disposition disposition, Examined completed);
   // Writes the statement id found by name into a record whose start could not write it (for
   // LATEST and the next run); a failure is only logged.
   void record_found_id(const StatementRecord& record, const std::string& statement_id,

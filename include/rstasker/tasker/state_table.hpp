@@ -6,6 +6,13 @@
 //   WAITING --claim--> CLAIMED --finish--> DONE
 // A claim is a conditional write that holds a lease until the claimant's invocation deadline;
 // a claim whose lease has passed (its holder died) may be taken over by a redelivery.
+//
+// Every write is safe when its reply is lost and the client retries it: a write whose condition
+// its own earlier application would falsify (insert, claim, release_claim, finish, acquire_lock,
+// steal_lock, rebind_waiter, put_idempotency) stamps the item with a write id and, when the retry
+// meets a failed condition, reads the item back to tell its own applied write from someone else's;
+// the others are idempotent as they stand (set_statement_id, mark_start_failed, set_lock_statement,
+// release_lock, the failed Update markers).
 #pragma once
 
 #include <cstdint>
@@ -44,6 +51,11 @@ struct Waiter {
   Json cloudformation;     // kCloudFormation: the response fields (see custom resources)
 };
 
+// A statement runs up to 24 hours and its completion event may be redelivered after that: a
+// record someone waits for is kept at least this long from its creation, whatever TtlDays says,
+// and reconcile keeps one that still waits this long from its visit.
+inline constexpr std::int64_t kMinWaitingRecordSeconds = 2LL * 86400;
+
 enum class RecordState { kWaiting, kClaimed, kDone, kStartFailed };
 std::string_view to_string(RecordState state);
 
@@ -58,6 +70,8 @@ struct StatementRecord {
   std::string claim_owner;
   std::int64_t claim_until_ms = 0;
   std::string outcome;  // how it ended (DONE / START_FAILED), for people reading the table
+  // The idempotency marker that names this record (IdempotencyMarker::id()), or "".
+  std::string idempotency_id;
   // Whether reconcile should look at it: it has a waiter or holds a lock.
   bool tracked() const { return waiter.kind != WaiterKind::kNone || !lock_key.empty(); }
 };
@@ -104,6 +118,19 @@ struct FailedUpdate {
   std::int64_t expires_at_s = 0;  // TTL
 };
 
+// A caller's idempotency key and the statement record it stands for: the first start with the
+// key records it, repeats find the record through it.
+struct IdempotencyMarker {
+  std::string scope;              // the caller id the key belongs to ("" when none)
+  std::string key;                // the caller's key
+  StatementKey record;            // the record it stands for
+  std::string request_digest;     // what the first start with the key asked for
+  std::int64_t expires_at_s = 0;  // TTL
+
+  // The marker's identity: a digest of scope and key (bounded, whatever their length).
+  std::string id() const;
+};
+
 class StateTable {
  public:
   virtual ~StateTable() = default;
@@ -141,6 +168,23 @@ class StateTable {
                                      const std::string& cursor,
                                      const aws::CallContext& context) = 0;
 
+  // Replaces the waiter of a WAITING record (a repeated start with the same idempotency key
+  // brings the waiter that now waits); false when the record is no longer WAITING (claimed,
+  // done, failed) or does not exist.
+  virtual bool rebind_waiter(const StatementKey& key, const Waiter& waiter,
+                             const aws::CallContext& context) = 0;
+
+  // The marker of (scope, key), strongly consistent, or nullopt.
+  virtual std::optional<IdempotencyMarker> get_idempotency(const std::string& scope,
+                                                           const std::string& key,
+                                                           const aws::CallContext& context) = 0;
+  // Stores `marker`: when `replacing` is nullopt, only if none exists for its scope and key;
+  // otherwise only if the existing one still stands for `*replacing`. False when that condition
+  // fails (another attempt got there first).
+  virtual bool put_idempotency(const IdempotencyMarker& marker,
+                               const std::optional<StatementKey>& replacing,
+                               const aws::CallContext& context) = 0;
+
   // Remembers the failed Update of `update.physical_id`, replacing any earlier one.
   virtual void record_failed_update(const FailedUpdate& update,
                                     const aws::CallContext& context) = 0;
@@ -166,6 +210,12 @@ class StateTable {
   // Deletes the lock if `holder` still holds it; otherwise does nothing.
   virtual void release_lock(const std::string& key, const std::string& holder,
                             const aws::CallContext& context) = 0;
+
+  // Moves the TTL of a record still waiting (WAITING or CLAIMED) to `expires_at_s` when that is
+  // later than its own. False when the record is answered (DONE, START_FAILED), gone, or already
+  // kept that long.
+  virtual bool keep_until(const StatementKey& key, std::int64_t expires_at_s,
+                          const aws::CallContext& context) = 0;
 };
 
 // Name of the sparse global secondary index of waiting records.

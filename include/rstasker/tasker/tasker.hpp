@@ -50,6 +50,10 @@ class Tasker {
 
  private:
   Json run_action(const Json& event, const ActionRequest& request, const aws::CallContext& context);
+  // Tells `waiter` how the already completed statement of `record` ended (a repeated start with
+  // the same idempotency key, whose earlier waiter has been answered).
+  void answer_finished(const StatementRecord& record, const Waiter& waiter,
+                       const aws::CallContext& context);
   std::string resolve_statement_id(const std::string& statement_id,
                                    const std::string& execution_arn,
                                    const aws::CallContext& context);

@@ -95,6 +95,28 @@ TEST_F(Fixture, ThrottlingAnd5xxAreRetriedUntilSuccess) {
   EXPECT_EQ(transport->requests.size(), 4u);
 }
 
+TEST_F(Fixture, TheHistorySaysWhetherARetriedAttemptMayHaveBeenApplied) {
+  const char* closed = R"({"__type":"TaskTimedOut","message":"Task Timed Out"})";
+  // Throttling refuses before applying: the final refusal is the only answer.
+  transport->add(400, R"({"__type":"ThrottlingException","message":"slow down"})");
+  transport->add(400, closed);
+  CallHistory refused;
+  EXPECT_THROW(client.call("SendTaskSuccess", Json::object(), context, &refused), Error);
+  EXPECT_FALSE(refused.maybe_applied);
+  // No answer, or a 5xx: the first attempt may have closed the task the retry finds closed.
+  for (bool network : {true, false}) {
+    if (network) {
+      transport->add_error(Error("NetworkError", "reset", 0, true));
+    } else {
+      transport->add(500, R"({"__type":"InternalFailure"})");
+    }
+    transport->add(400, closed);
+    CallHistory history;
+    EXPECT_THROW(client.call("SendTaskSuccess", Json::object(), context, &history), Error);
+    EXPECT_TRUE(history.maybe_applied) << (network ? "network error" : "500");
+  }
+}
+
 TEST_F(Fixture, RetriesStopAtMaxAttemptsWithTheLastError) {
   for (int i = 0; i < 5; ++i) transport->add(500, R"({"__type":"InternalServerError"})");
   try {

@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <thread>
+#include <vector>
 
 #include "rstasker/common/json.hpp"
 
@@ -130,6 +132,58 @@ TEST(Logger, TextFormat) {
   std::string out = capture_stderr([] { spdlog::debug("hello {}", 42); });
   EXPECT_TRUE(contains(out, "DEBUG - hello 42")) << out;
   init(Settings{});
+}
+
+TEST(Logger, StructuredFieldsAreMembersOfTheirOwnRedactedAndScoped) {
+  init(Settings{spdlog::level::info, Format::kJson});
+  set_invocation_field("action", "executeStatement");
+  set_invocation_field("coldStart", true);
+  set_invocation_field("message", "must not replace the message");
+  std::string out = capture_stderr([] {
+    {
+      ScopedFields fields{{"statementName", "arn:exec:1"},
+                          {"statementId", ""},
+                          {"waiter", "StepFunctions"},
+                          {"errorType", "taskToken=AAAAsecrettoken1"}};
+      ScopedFields inner{{"action", "completionBatch"}};
+      spdlog::info("inside");
+    }
+    spdlog::info("outside");
+    std::thread([] { spdlog::info("other thread"); }).join();
+  });
+  clear_invocation_fields();
+  std::istringstream lines(out);
+  std::vector<Json> json;
+  for (std::string line; std::getline(lines, line);) json.push_back(Json::parse(line));
+  ASSERT_EQ(json.size(), 3u) << out;
+  EXPECT_EQ(json[0]["message"], "inside");
+  EXPECT_EQ(json[0]["action"], "completionBatch") << "the scoped field overrides";
+  EXPECT_EQ(json[0]["coldStart"], true);
+  EXPECT_EQ(json[0]["statementName"], "arn:exec:1");
+  EXPECT_EQ(json[0]["waiter"], "StepFunctions");
+  EXPECT_FALSE(json[0].contains("statementId")) << "empty values are left out";
+  EXPECT_FALSE(contains(json[0]["errorType"].get<std::string>(), "AAAAsecrettoken1"));
+  EXPECT_EQ(json[1]["action"], "executeStatement");
+  EXPECT_FALSE(json[1].contains("statementName")) << "the scope ended";
+  EXPECT_EQ(json[2]["action"], "executeStatement") << "invocation fields hold on every thread";
+  EXPECT_FALSE(json[2].contains("statementName"));
+
+  std::string after = capture_stderr([] { spdlog::info("between invocations"); });
+  EXPECT_FALSE(Json::parse(after).contains("action")) << after;
+}
+
+TEST(Logger, TextFormatLeavesStructuredFieldsOut) {
+  init(Settings{spdlog::level::info, Format::kText});
+  set_invocation_field("action", "reconcile");
+  std::string out = capture_stderr([] {
+    ScopedFields fields{{"statementName", "arn:exec:2"}};
+    spdlog::info("plain");
+  });
+  clear_invocation_fields();
+  init(Settings{});
+  EXPECT_TRUE(contains(out, "INFO - plain")) << out;
+  EXPECT_FALSE(contains(out, "reconcile")) << out;
+  EXPECT_FALSE(contains(out, "arn:exec:2")) << out;
 }
 
 TEST(Settings, LambdaLevelWinsOverLogLevelAndBadValuesAreReported) {

@@ -43,6 +43,7 @@ TEST_F(Metrics, CountsAddUpAndDurationsStaySeparate) {
   EXPECT_EQ(directive["Namespace"], "TestSpace");
   EXPECT_EQ(directive["Dimensions"], Json::parse(R"([["FunctionName"]])"));
   EXPECT_EQ(doc["FunctionName"], "fn-1");
+  EXPECT_EQ(doc["level"], "INFO") << "Lambda's log-level filter must let it through";
   EXPECT_EQ(doc["Started"], 5.0);
   EXPECT_EQ(doc["Latency"], Json::parse("[5.0, 7.0]"));
   EXPECT_EQ(directive["Metrics"], Json::parse(R"([{"Name":"Latency","Unit":"Milliseconds"},

@@ -526,13 +526,16 @@ TEST_F(BinaryTest, TheRuntimeAnswersAMalformedEventWithoutLoggingItsTaskToken) {
 
 TEST_F(BinaryTest, EachInvocationWritesItsMetricsAsEmbeddedMetricFormat) {
   // An event that reaches the tasker and fails there, without any network call.
-  server_.enqueue(invocation("first", R"({"action":"queryRunnerStep"})"));
+  FakeInvocation first = invocation("first", R"({"action":"queryRunnerStep"})");
+  first.trace_id = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+  server_.enqueue(first);
   server_.enqueue(invocation("second", R"({"action":"queryRunnerStep"})"));
   rstasker::testing::ProcessOptions options;
   std::vector<std::string> env = complete_configuration();
   env.push_back("AWS_LAMBDA_RUNTIME_API=" + server_.address());
   env.push_back("AWS_LAMBDA_FUNCTION_NAME=fn-under-test");
   env.push_back("METRICS_NAMESPACE=OpsTest");
+  env.push_back("AWS_LAMBDA_LOG_LEVEL=WARN");  // metrics must still reach the log
   options.argv = {"env", "-i"};
   options.argv.insert(options.argv.end(), env.begin(), env.end());
   options.argv.push_back(binary_.string());
@@ -546,8 +549,12 @@ TEST_F(BinaryTest, EachInvocationWritesItsMetricsAsEmbeddedMetricFormat) {
   runtime.stop();
 
   std::vector<Json> docs;
+  std::vector<Json> failures;  // the log lines reporting each failed invocation
   std::istringstream lines(rstasker::testing::read_file(options.log_file));
   for (std::string line; std::getline(lines, line);) {
+    if (line.find("invocation failed with") != std::string::npos) {
+      failures.push_back(Json::parse(line));
+    }
     if (line.find("\"_aws\"") == std::string::npos) continue;
     Json doc = Json::parse(line);
     EXPECT_EQ(rstasker::testing::emf_problem(doc), "") << line;
@@ -556,7 +563,18 @@ TEST_F(BinaryTest, EachInvocationWritesItsMetricsAsEmbeddedMetricFormat) {
   ASSERT_EQ(docs.size(), 1u) << "only the cold start has something to report";
   EXPECT_EQ(docs[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"], "OpsTest");
   EXPECT_EQ(docs[0]["FunctionName"], "fn-under-test");
+  EXPECT_EQ(docs[0]["level"], "WARN") << "at the filter's level, so Lambda keeps it";
   EXPECT_EQ(rstasker::testing::emf_totals(docs)["ColdStart"], 1);
+
+  // The same run's JSON log lines carry the structured fields.
+  ASSERT_EQ(failures.size(), 2u);
+  EXPECT_EQ(failures[0]["errorType"], "InvalidRequest");
+  EXPECT_EQ(failures[0]["requestId"], "first");
+  EXPECT_EQ(failures[0]["xrayTraceId"], "1-5759e988-bd862e3fe1be46a994272793");
+  EXPECT_EQ(failures[0]["action"], "queryRunnerStep");
+  EXPECT_EQ(failures[0]["coldStart"], true);
+  EXPECT_EQ(failures[1]["coldStart"], false);
+  EXPECT_FALSE(failures[1].contains("xrayTraceId")) << "the second invocation has no trace";
 }
 
 }  // namespace

@@ -679,6 +679,27 @@ TEST(Reconcile, ANeverStartedCloudFormationRequestIsAnsweredFailed) {
   EXPECT_EQ(again["examined"], 0);
 }
 
+// A record still waiting as its TTL comes near (its statement runs long, its callback keeps
+// failing) is kept alive by reconcile: it is never forgotten before it is answered.
+TEST(Reconcile, KeepsRecordsThatStillWaitAlive) {
+  World w;
+  auto tasker = w.tasker();
+  Started running = start(*tasker, 1);
+  Started unanswered = start(*tasker, 2);
+  w.redshift->set_status(unanswered.id, "FINISHED");
+  w.sfn->fail_token(unanswered.token, Error("ServiceUnavailable", "down", 503, true));
+  for (StatementRecord r : w.state->records()) {
+    r.expires_at_s = now_epoch_seconds() + 3600;  // an hour left
+    w.state->replace(r);
+  }
+  Json summary = tasker->handle({{"action", "reconcile"}, {"olderThanSeconds", 0}}, ctx());
+  EXPECT_EQ(summary["stillRunning"], 1);
+  EXPECT_EQ(summary["retryLater"], 1);
+  for (const StatementRecord& r : w.state->records()) {
+    EXPECT_GE(r.expires_at_s, now_epoch_seconds() + 2 * 86400 - 60) << r.key.statement_name();
+  }
+}
+
 TEST(Reconcile, RespectsTheThreshold) {
   World w;
   auto tasker = w.tasker();

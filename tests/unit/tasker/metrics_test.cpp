@@ -202,6 +202,46 @@ TEST_F(TaskerMetrics, NothingIsWrittenWhenMetricsAreDisabled) {
   EXPECT_TRUE(invoke({{"action", "reconcile"}}).empty());
 }
 
+TEST_F(TaskerMetrics, ListWaitingPagesThroughWhatWaitsWithoutSecrets) {
+  auto [name1, id1] = start(1);
+  auto [name2, id2] = start(2);
+  invoke({{"action", "executeSingletonStatement"},
+          {"sqlStatement", "vacuum"},
+          {"executionArn", "arn:aws:states:eu-west-1:1:execution:M:s"}});
+  const std::string singleton = last_.at("StatementName");
+
+  invoke({{"action", "listWaiting"}, {"limit", 2}});
+  const Json first = last_;
+  ASSERT_EQ(first["waiting"].size(), 2u) << first.dump();
+  ASSERT_TRUE(first.contains("nextToken"));
+  EXPECT_EQ(first["waiting"][0]["statementName"], name1) << "oldest first";
+  EXPECT_EQ(first["waiting"][0]["statementId"], id1);
+  EXPECT_EQ(first["waiting"][0]["waiter"], "StepFunctions");
+  EXPECT_EQ(first["waiting"][0]["target"], "arn:aws:states:eu-west-1:1:execution:M:run-1");
+  EXPECT_EQ(first["waiting"][0]["state"], "WAITING");
+  EXPECT_GE(first["waiting"][0]["ageSeconds"].get<std::int64_t>(), 0);
+  EXPECT_TRUE(first["waiting"][0]["startedAt"].get<std::string>().ends_with("Z"));
+  invoke({{"action", "listWaiting"}, {"limit", 2}, {"nextToken", first["nextToken"]}});
+  const Json second = last_;
+  ASSERT_EQ(second["waiting"].size(), 1u) << second.dump();
+  EXPECT_EQ(second["waiting"][0]["statementName"], singleton);
+  EXPECT_EQ(second["waiting"][0]["waiter"], "None");
+  EXPECT_EQ(second["waiting"][0]["singleton"], true);
+  EXPECT_FALSE(second.contains("nextToken"));
+  EXPECT_EQ(first.dump().find("TOKEN-"), std::string::npos) << "no task token is listed";
+
+  // A completed statement leaves the list.
+  invoke(sqs_event({{"m1", completion_event(name1, id1, "FINISHED")}}));
+  invoke({{"action", "listWaiting"}});
+  ASSERT_EQ(last_["waiting"].size(), 2u) << last_.dump();
+  EXPECT_EQ(last_["waiting"][0]["statementName"], name2);
+
+  invoke({{"action", "listWaiting"}, {"limit", 0}});
+  EXPECT_EQ(last_["errorType"], "InvalidRequest");
+  invoke({{"action", "listWaiting"}, {"limit", 101}});
+  EXPECT_EQ(last_["errorType"], "InvalidRequest");
+}
+
 TEST(EventTime, ReadsEventBridgeTimesAndRefusesOthers) {
   EXPECT_EQ(metric::event_time_ms({{"time", "1970-01-01T00:00:01Z"}}), 1000);
   EXPECT_EQ(metric::event_time_ms({{"time", "2026-11-01T21:14:26Z"}}), 1793567666000);

@@ -552,5 +552,34 @@ TEST_F(QueryRunnerTest, TheTaskerRoutesQueryRunnerStepEventsHere) {
   EXPECT_EQ(redshift->executed().size(), 1u);
 }
 
+// A step retried after a Lambda error (the same input, the same key) finds the statement its
+// failed invocation started; the next attempt of a failed query gets a key of its own.
+TEST_F(QueryRunnerTest, AStepRetriedWithItsIdempotencyKeyRunsTheQueryOnce) {
+  Json event = {{"action", "queryRunnerStep"},
+                {"executionArn", kArn},
+                {"idempotencyKey", std::string(kArn) + "#Step#2026-12-02T10:00:00.000Z"},
+                {"state", Json::array({{{"ExecuteStatementParameters", "select 1"},
+                                        {"RetryErrorMatch", "deadlock"}}})}};
+  Json first = runner.step(event, context);
+  Json again = runner.step(event, context);
+  EXPECT_EQ(redshift->executed().size(), 1u) << "the retried step ran the query again";
+  EXPECT_EQ(current_id(again), current_id(first));
+
+  redshift->set_status(current_id(first), "FAILED", "deadlock detected");
+  Json polled = first;
+  Json poll = event;
+  poll["state"] = first;
+  poll["idempotencyKey"] = std::string(kArn) + "#Step#2026-12-02T10:00:05.000Z";
+  polled = runner.step(poll, context);  // the failure: a second attempt is due
+  poll["state"] = polled;
+  poll["idempotencyKey"] = std::string(kArn) + "#Step#2026-12-02T10:00:10.000Z";
+  Json second = runner.step(poll, context);
+  EXPECT_EQ(redshift->executed().size(), 2u) << "the next attempt runs the query again";
+  EXPECT_EQ(second["current"]["attempt"], 2);
+
+  event["idempotencyKey"] = "";
+  EXPECT_EQ(error_of(event).name(), "InvalidRequest");
+}
+
 }  // namespace
 }  // namespace rstasker::tasker

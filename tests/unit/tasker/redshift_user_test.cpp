@@ -85,6 +85,26 @@ Json full_user() {
           {"session_timeout", 3600}};
 }
 
+// What describeStatement returns of a statement's SQL: every password literal hidden, whatever
+// its quoting, and nothing else changed.
+TEST(RedactPasswordLiterals, HidesEveryLiteralAfterPasswordAndNothingElse) {
+  EXPECT_EQ(redact_password_literals("CREATE USER \"u\" PASSWORD 'md5abc' CREATEDB"),
+            "CREATE USER \"u\" PASSWORD '***' CREATEDB");
+  EXPECT_EQ(redact_password_literals("alter user u password\n\t 'x''y' valid until 'z'"),
+            "alter user u password\n\t '***' valid until 'z'");
+  EXPECT_EQ(redact_password_literals("ALTER USER u PASSWORD 'a\\'b' CREATEUSER"),
+            "ALTER USER u PASSWORD '***' CREATEUSER");
+  EXPECT_EQ(redact_password_literals("create user a password 'one'; create user b PaSsWoRd 'two'"),
+            "create user a password '***'; create user b PaSsWoRd '***'");
+  EXPECT_EQ(redact_password_literals("ALTER USER u PASSWORD 'never closed"),
+            "ALTER USER u PASSWORD '***'");
+  for (const char* kept :
+       {"ALTER USER u PASSWORD DISABLE", "select old_password 'x' from t", "select passwords 'x'",
+        "select 'password' as p, 'it''s password ' || 'x'", "", "PASSWORD"}) {
+    EXPECT_EQ(redact_password_literals(kept), kept);
+  }
+}
+
 TEST(RedshiftUserSql, CreateStatesEveryDeclaredOptionInOneStatement) {
   auto sqls = create_user_sql(parse_redshift_user(full_user()));
   EXPECT_THAT(sqls, ElementsAre("CREATE USER \"etl_loader\" PASSWORD "

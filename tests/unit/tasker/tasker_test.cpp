@@ -21,6 +21,8 @@ using rstasker::testing::MemoryStateTable;
 
 const char* kExecutionArn = "arn:aws:states:eu-west-1:012345678910:execution:Machine:run-1";
 
+struct SimulatedDeath {};
+
 struct TaskerTest : ::testing::Test {
   std::shared_ptr<FakeRedshiftData> redshift = std::make_shared<FakeRedshiftData>();
   std::shared_ptr<MemoryStateTable> state = std::make_shared<MemoryStateTable>();
@@ -315,6 +317,48 @@ TEST_F(TaskerTest, SingletonRefusesWhileTheSameSqlRunsAndAllowsItOnceFinished) {
   EXPECT_NE(holder, locks.end());
 }
 
+// The seed's rule: a singleton does not start while a statement with the same SQL text and
+// parameters runs on the same target, whoever started it (here a plain executeStatement).
+TEST_F(TaskerTest, SingletonRefusesWhileAnyStatementRunsTheSameSqlAndParameters) {
+  const Json d1 = {{{"name", "d"}, {"value", "1"}}};
+  Json plain =
+      tasker.handle({{"sqlStatement", "call sp_nightly(:d)"}, {"parameters", d1}}, context);
+  Json singleton = {{"action", "executeSingletonStatement"},
+                    {"sqlStatement", "call sp_nightly(:d)"},
+                    {"parameters", d1},
+                    {"executionArn", kExecutionArn}};
+  Error refused = error_of(singleton);
+  EXPECT_EQ(refused.name(), "ConcurrentExecution");
+  EXPECT_NE(refused.message().find(plain["Id"].get<std::string>()), std::string::npos)
+      << refused.message();
+  EXPECT_TRUE(state->locks().empty()) << "a refused singleton keeps no lock";
+  // Other parameters, or another database, are not the same statement.
+  Json other_day = singleton;
+  other_day["parameters"][0]["value"] = "2";
+  EXPECT_NO_THROW(tasker.handle(other_day, context));
+  Json elsewhere = singleton;
+  elsewhere["database"] = "other_db";
+  EXPECT_NO_THROW(tasker.handle(elsewhere, context));
+  // Once it has finished, the singleton runs.
+  redshift->set_status(plain["Id"], "FINISHED");
+  EXPECT_NO_THROW(tasker.handle(singleton, context));
+}
+
+// The lock is per SQL text and parameters: the same procedure for two different days may run at
+// once, the same day twice may not.
+TEST_F(TaskerTest, SingletonLockKeyIncludesParameters) {
+  auto singleton = [&](const char* day, int i) {
+    return Json{{"action", "executeSingletonStatement"},
+                {"sqlStatement", "call sp_load(:day)"},
+                {"parameters", {{{"name", "day"}, {"value", day}}}},
+                {"executionArn", std::string(kExecutionArn) + std::to_string(i)}};
+  };
+  EXPECT_NO_THROW(tasker.handle(singleton("2026-12-01", 1), context));
+  EXPECT_NO_THROW(tasker.handle(singleton("2026-12-02", 2), context));
+  EXPECT_EQ(error_of(singleton("2026-12-01", 3)).name(), "ConcurrentExecution");
+  EXPECT_EQ(state->locks().size(), 2u);
+}
+
 TEST_F(TaskerTest, SingletonRaceStartsExactlyOne) {
   constexpr int kCallers = 20;
   std::atomic<int> started{0};
@@ -512,7 +556,7 @@ struct DeadlineTest : TaskerTest {
                     {"taskToken", "TOKEN-LATE-1234"}};
 };
 
-TEST_F(DeadlineTest, AStartThatRanOutOfTimeIsUndoneWithTimeOfItsOwn) {
+TEST_F(DeadlineTest, AStartThatRanOutOfTimeIsLeftWaitingWithItsLock) {
   Tasker late_tasker{make_config(), Dependencies{redshift, recording, sfn, cfn}};
   redshift->fail_next_execute(
       Error(error_names::kDeadlineExceeded,
@@ -523,15 +567,15 @@ TEST_F(DeadlineTest, AStartThatRanOutOfTimeIsUndoneWithTimeOfItsOwn) {
   } catch (const Error& e) {
     EXPECT_EQ(e.name(), "DeadlineExceeded");
   }
-  // No answer is not a refusal: it looked the statement up before undoing anything.
+  // No answer is not a refusal: it looked the statement up, and finding nothing (it may not be
+  // listed yet) undid nothing.
   EXPECT_EQ(redshift->calls().back().rfind("ListStatements ", 0), 0u) << redshift->calls().back();
-  ASSERT_TRUE(recording->expired.contains("mark_start_failed"));
-  ASSERT_TRUE(recording->expired.contains("release_lock"));
-  EXPECT_FALSE(recording->expired["mark_start_failed"]);
-  EXPECT_FALSE(recording->expired["release_lock"]);
-  EXPECT_TRUE(recording->locks().empty()) << "the lock would stay taken";
+  EXPECT_FALSE(recording->expired.contains("mark_start_failed"));
+  EXPECT_FALSE(recording->expired.contains("release_lock"));
+  EXPECT_EQ(recording->locks().size(), 1u) << "the statement may run: it keeps its lock";
   ASSERT_EQ(recording->records().size(), 1u);
-  EXPECT_EQ(recording->records()[0].state, RecordState::kStartFailed);
+  EXPECT_EQ(recording->records()[0].state, RecordState::kWaiting)
+      << "left for the completion event or reconcile";
 }
 
 TEST_F(DeadlineTest, AStartWhoseAnswerWasLostButRanIsKept) {
@@ -558,13 +602,215 @@ TEST_F(DeadlineTest, AStartWhoseAnswerWasLostButRanIsKept) {
   }
 }
 
+// The Data API starts the statement, then its first answer is lost (a reset connection).
+class LostFirstAnswerRedshiftData : public FakeRedshiftData {
+ public:
+  Json execute(const services::ExecuteRequest& request, const aws::CallContext& context) override {
+    Json response = FakeRedshiftData::execute(request, context);
+    tokens.push_back(request.client_token);
+    if (tokens.size() == 1) {
+      throw Error(error_names::kNetworkError, "connection reset", 0, true);
+    }
+    return response;
+  }
+  std::vector<std::string> tokens;
+};
+
+TEST_F(TaskerTest, AStartWhoseAnswerWasLostIsAskedAgainWithTheSameToken) {
+  auto lost = std::make_shared<LostFirstAnswerRedshiftData>();
+  Tasker t{make_config(), Dependencies{lost, state, sfn, cfn}};
+  Json out = t.handle({{"action", "executeSingletonStatement"},
+                       {"sqlStatement", "call sp()"},
+                       {"executionArn", kExecutionArn},
+                       {"taskToken", "TOKEN-LOST-1234"}},
+                      context);
+  ASSERT_EQ(lost->tokens.size(), 2u);
+  EXPECT_EQ(lost->tokens[0], lost->tokens[1]) << "a new token could start a second copy";
+  EXPECT_EQ(lost->executed().size(), 1u) << "the SQL ran once";
+  auto records = state->records();
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].state, RecordState::kWaiting);
+  EXPECT_EQ(records[0].statement_id, out["Id"]);
+  ASSERT_EQ(state->locks().size(), 1u);
+  EXPECT_EQ(state->locks()[0].statement_id, out["Id"]);
+}
+
+TEST_F(TaskerTest, AStartAnsweredByAServerErrorIsNeverMarkedFailed) {
+  // A 500 says nothing about whether the statement started (nor does its absence from
+  // ListStatements, which may lag): the start is sent again rather than undone.
+  redshift->fail_next_execute(Error("InternalServerException", "try again", 500, true));
+  Json out = tasker.handle({{"action", "executeSingletonStatement"},
+                            {"sqlStatement", "call sp()"},
+                            {"executionArn", kExecutionArn},
+                            {"taskToken", "TOKEN-500-1234"}},
+                           context);
+  EXPECT_EQ(redshift->executed().size(), 1u);
+  auto records = state->records();
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].state, RecordState::kWaiting);
+  EXPECT_EQ(records[0].statement_id, out["Id"]);
+  EXPECT_EQ(state->locks().size(), 1u);
+}
+
+// A lock write that was applied but whose answer was lost, seen the way a retry sees it: the
+// condition fails against the lock it wrote itself.
+class LostLockAnswerStateTable : public MemoryStateTable {
+ public:
+  bool acquire_lock(const SingletonLock& lock, std::int64_t now_ms,
+                    const aws::CallContext& context) override {
+    MemoryStateTable::acquire_lock(lock, now_ms, context);
+    return false;
+  }
+};
+
+TEST_F(TaskerTest, ASingletonWhoseLockAnswerWasLostHoldsItsLock) {
+  auto table = std::make_shared<LostLockAnswerStateTable>();
+  Tasker t{make_config(), Dependencies{redshift, table, sfn, cfn}};
+  Json out = t.handle({{"action", "executeSingletonStatement"},
+                       {"sqlStatement", "call sp_nightly()"},
+                       {"executionArn", kExecutionArn},
+                       {"taskToken", "TOKEN-LOCK-1234"}},
+                      context);
+  EXPECT_EQ(redshift->executed().size(), 1u) << "refused by its own lock";
+  ASSERT_EQ(table->locks().size(), 1u);
+  EXPECT_EQ(table->locks()[0].holder, out["StatementName"]);
+}
+
 TEST_F(TaskerTest, ARefusedStartIsNotLookedUp) {
   redshift->fail_next_execute(Error("ValidationException", "bad sql", 400));
   EXPECT_EQ(
       error_of({{"action", "executeSingletonStatement"}, {"sqlStatement", "call sp()"}}).name(),
       "ValidationException");
-  for (const auto& call : redshift->calls())
-    EXPECT_EQ(call.rfind("ListStatements", 0), std::string::npos) << call;
+  // (The singleton's check for a running copy lists statements too, by status, not by name.)
+  for (const auto& call : redshift->calls()) {
+    EXPECT_FALSE(call.starts_with("ListStatements ") && call != "ListStatements ")
+        << "looked up by name: " << call;
+  }
+}
+
+// The SQS batch that EventBridge delivers when statement `started` ends in `state`.
+Json completion_batch(const Json& started, const std::string& state) {
+  Json body = {{"source", "aws.redshift-data"},
+               {"detail-type", "Redshift Data Statement Status Change"},
+               {"detail",
+                {{"statementName", started["StatementName"]},
+                 {"statementId", started["Id"]},
+                 {"state", state}}}};
+  return {{"Records",
+           {{{"messageId", "m-" + started["Id"].get<std::string>()},
+             {"eventSource", "aws:sqs"},
+             {"body", dump_json(body)}}}}};
+}
+
+struct IdempotencyKeyTest : TaskerTest {
+  Json keyed(const std::string& token, const std::string& sql = "call sp_load()") {
+    return {{"action", "executeStatement"},
+            {"sqlStatement", sql},
+            {"executionArn", kExecutionArn},
+            {"taskToken", token},
+            {"idempotencyKey", kExecutionArn + std::string("#Load#2026-12-02T10:00:00.000Z")}};
+  }
+  std::vector<std::string> answered_tokens() {
+    std::vector<std::string> tokens;
+    for (const auto& c : sfn->callbacks()) tokens.push_back(c.task_token);
+    return tokens;
+  }
+};
+
+TEST_F(IdempotencyKeyTest, ARepeatWhileTheStatementRunsBindsTheNewTokenAndRunsNothing) {
+  Json first = tasker.handle(keyed("TOKEN-ATTEMPT-1"), context);
+  Json again = tasker.handle(keyed("TOKEN-ATTEMPT-2"), context);
+  EXPECT_EQ(redshift->executed().size(), 1u) << "the SQL ran twice";
+  EXPECT_EQ(again["Id"], first["Id"]);
+  EXPECT_EQ(again["StatementName"], first["StatementName"]);
+  ASSERT_EQ(state->records().size(), 1u);
+  EXPECT_EQ(state->records()[0].waiter.task_token, "TOKEN-ATTEMPT-2");
+
+  redshift->set_status(first["Id"], "FINISHED");
+  EXPECT_TRUE(
+      tasker.handle(completion_batch(first, "FINISHED"), context)["batchItemFailures"].empty());
+  EXPECT_EQ(answered_tokens(), std::vector<std::string>{"TOKEN-ATTEMPT-2"})
+      << "the old token belongs to a failed attempt; the new one waits";
+}
+
+TEST_F(IdempotencyKeyTest, ARepeatAfterTheStatementEndedAnswersTheNewTokenAtOnce) {
+  Json first = tasker.handle(keyed("TOKEN-ATTEMPT-1"), context);
+  redshift->set_status(first["Id"], "FAILED", "ERROR: relation \"t\" does not exist");
+  EXPECT_TRUE(
+      tasker.handle(completion_batch(first, "FAILED"), context)["batchItemFailures"].empty());
+  Json again = tasker.handle(keyed("TOKEN-ATTEMPT-2"), context);
+  EXPECT_EQ(redshift->executed().size(), 1u) << "the SQL ran twice";
+  EXPECT_EQ(again["Id"], first["Id"]);
+  auto callbacks = sfn->callbacks();
+  ASSERT_EQ(callbacks.size(), 2u);
+  EXPECT_EQ(callbacks[1].task_token, "TOKEN-ATTEMPT-2");
+  EXPECT_EQ(callbacks[1].kind, "failure") << "the same outcome as the first waiter's";
+  EXPECT_EQ(callbacks[1].error, callbacks[0].error);
+  EXPECT_NE(callbacks[1].cause.find("does not exist"), std::string::npos) << callbacks[1].cause;
+}
+
+TEST_F(IdempotencyKeyTest, ARepeatAfterARefusedStartStartsAfresh) {
+  redshift->fail_next_execute(Error("ActiveStatementsExceededException", "too many", 400));
+  EXPECT_EQ(error_of(keyed("TOKEN-ATTEMPT-1")).name(), "ActiveStatementsExceededException");
+  Json again = tasker.handle(keyed("TOKEN-ATTEMPT-2"), context);
+  EXPECT_EQ(redshift->executed().size(), 1u);
+  auto records = state->records();
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[0].state == RecordState::kStartFailed ? records[1].waiter.task_token
+                                                          : records[0].waiter.task_token,
+            "TOKEN-ATTEMPT-2");
+  EXPECT_EQ(tasker.handle(keyed("TOKEN-ATTEMPT-3"), context)["Id"], again["Id"]);
+  EXPECT_EQ(redshift->executed().size(), 1u);
+}
+
+TEST_F(IdempotencyKeyTest, ARepeatOfAStartThatDiedBeforeRecordingItStartsItOnce) {
+  int inserts = 0;
+  state->before_operation = [&](std::string_view operation) {
+    if (operation == "insert" && ++inserts == 1) throw SimulatedDeath{};
+  };
+  EXPECT_THROW(tasker.handle(keyed("TOKEN-ATTEMPT-1"), context), SimulatedDeath);
+  EXPECT_TRUE(state->records().empty());
+  Json again = tasker.handle(keyed("TOKEN-ATTEMPT-2"), context);
+  EXPECT_EQ(redshift->executed().size(), 1u);
+  ASSERT_EQ(state->records().size(), 1u);
+  EXPECT_EQ(state->records()[0].key.statement_name(), again["StatementName"]);
+  EXPECT_EQ(tasker.handle(keyed("TOKEN-ATTEMPT-3"), context)["Id"], again["Id"]);
+  EXPECT_EQ(redshift->executed().size(), 1u);
+}
+
+TEST_F(IdempotencyKeyTest, ASingletonRepeatIsNotRefusedByItsOwnLock) {
+  Json event = keyed("TOKEN-ATTEMPT-1");
+  event["action"] = "executeSingletonStatement";
+  Json first = tasker.handle(event, context);
+  event["taskToken"] = "TOKEN-ATTEMPT-2";
+  EXPECT_EQ(tasker.handle(event, context)["Id"], first["Id"]);
+  EXPECT_EQ(redshift->executed().size(), 1u);
+}
+
+TEST_F(IdempotencyKeyTest, AKeyWithoutAWaiterReturnsTheSameStatement) {
+  Json event = {{"sqlStatement", "call sp_load()"}, {"idempotencyKey", "nightly-2026-12-02"}};
+  Json first = tasker.handle(event, context);
+  EXPECT_EQ(tasker.handle(event, context)["Id"], first["Id"]);
+  EXPECT_EQ(redshift->executed().size(), 1u);
+}
+
+TEST_F(IdempotencyKeyTest, AKeyReusedForAnotherRequestOrMalformedIsRefused) {
+  tasker.handle(keyed("TOKEN-ATTEMPT-1"), context);
+  Error other = error_of(keyed("TOKEN-ATTEMPT-2", "call sp_other()"));
+  EXPECT_EQ(other.name(), "InvalidRequest");
+  EXPECT_NE(other.message().find("idempotencyKey"), std::string::npos) << other.message();
+  for (const Json& bad : {Json(""), Json(std::string(513, 'k')), Json(42)}) {
+    Json event = keyed("TOKEN-ATTEMPT-3");
+    event["idempotencyKey"] = bad;
+    Error e = error_of(event);
+    EXPECT_EQ(e.name(), "InvalidRequest");
+    EXPECT_NE(e.what(), std::string()) << bad;
+    EXPECT_NE(std::string(e.message()).find("idempotencyKey"), std::string::npos) << e.message();
+  }
+  EXPECT_EQ(redshift->executed().size(), 1u);
+  Json longest = keyed("TOKEN-ATTEMPT-4");
+  longest["idempotencyKey"] = std::string(512, 'k');
+  EXPECT_NO_THROW(tasker.handle(longest, context));
 }
 
 TEST_F(TaskerTest, StatementNameRoundTrip) {
