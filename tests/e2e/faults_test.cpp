@@ -100,7 +100,12 @@ std::string join(const std::vector<std::string>& parts) {
 // One waitForTaskToken task around the tasker with `fields` in its payload; FAILED caught
 // (SqlFailed), any other error caught (OtherError), HeartbeatSeconds 30.
 Json task_machine(const std::string& function_arn, const Json& fields) {
-  Json payload = {{"taskToken.$", "$$.Task.Token"}, {"executionArn.$", "$$.Execution.Id"}};
+  // The idempotency key a user builds: the same across Retry attempts of the state.
+  Json payload = {{"taskToken.$", "$$.Task.Token"},
+                  {"executionArn.$", "$$.Execution.Id"},
+                  {"idempotencyKey.$",
+                   "States.Format('{}#{}#{}', $$.Execution.Id, $$.State.Name, "
+                   "$$.State.EnteredTime)"}};
   payload.update(fields);
   return {
       {"StartAt", "Run"},
@@ -607,6 +612,28 @@ class Campaign {
     }
     for (std::size_t i = 0; i < executions_.size(); ++i) {
       const Execution& run = executions_[i];
+      if (run.status == "RUNNING") {
+        // Still waiting at the deadline: its newest callback task's token must not be one the
+        // tasker considers answered while no answer was accepted.
+        std::string token;
+        for (const Json& event : run.history) {
+          if (event.value("type", "") != "TaskScheduled") continue;
+          try {
+            token = Json::parse(
+                        event.at("taskScheduledEventDetails").at("parameters").get<std::string>())
+                        .at("Payload")
+                        .value("taskToken", "");
+          } catch (const std::exception&) {
+            token.clear();
+          }
+        }
+        if (!token.empty() && !counts.contains(aws::sha256_hex(token))) {
+          violations_.add(kInvariants[1], flows_[i].name +
+                                              ": still waiting for a callback that no SendTask* "
+                                              "answered (see the function's log for its token)");
+        }
+        continue;
+      }
       std::map<std::int64_t, const Json*> by_id;
       for (const Json& event : run.history) by_id[event.value("id", std::int64_t{0})] = &event;
       for (const Json& event : run.history) {
