@@ -357,13 +357,10 @@ std::optional<FaultRule> FaultInjector::fire(const RequestFacts& facts, std::str
       continue;
     }
     if (!rule.access_key.empty() && facts.access_key != rule.access_key) continue;
-    if (req != nullptr) {
-      if (!rule.header_name.empty() &&
-          (!req->has_header(rule.header_name) ||
-           req->get_header_value(rule.header_name).find(rule.header_contains) ==
-               std::string::npos)) {
-        continue;
-      }
+    if (!rule.header_name.empty() &&
+        (req == nullptr || !req->has_header(rule.header_name) ||
+         req->get_header_value(rule.header_name).find(rule.header_contains) == std::string::npos)) {
+      continue;
     }
     RuleState& state = state_[i];
     ++state.matches;
