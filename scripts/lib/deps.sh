@@ -8,6 +8,7 @@ rstasker_debian_packages=(
   libpq-dev libcpp-httplib-dev postgresql
   python3 python3-pip zip unzip
   libre2-dev busybox-static
+  clang libclang-rt-14-dev  # libFuzzer (-fsanitize=fuzzer) for the targets in tests/fuzz
 )
 
 rstasker_as_root() {
