@@ -9,6 +9,7 @@ rstasker_debian_packages=(
   libpq-dev libcpp-httplib-dev postgresql
   python3 python3-pip zip unzip openssl
   libre2-dev busybox-static
+  clang libclang-rt-14-dev  # libFuzzer (-fsanitize=fuzzer) for the targets in tests/fuzz
 )
 
 # What the arm64 Lambda zip needs on an x86_64 host: Debian's cross compiler, the arm64 builds of

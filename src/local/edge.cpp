@@ -23,6 +23,23 @@ constexpr auto kProxyConnectTimeout = std::chrono::seconds(5);
 // Long polls (SQS, Step Functions activities) hold a request for up to a minute or so.
 constexpr auto kProxyTimeout = std::chrono::minutes(15);
 constexpr const char* kJson11 = "application/x-amz-json-1.1";
+// Largest request body the edge reads (413 beyond): a CreateFunction with a 50 MB zip, base64 in
+// JSON, is the largest request AWS takes through these APIs.
+constexpr std::size_t kMaxRequestBytes = std::size_t{70} << 20;
+
+// The service a request's SigV4 credential scope names ("Credential=AK/date/region/<service>/
+// aws4_request"), or "" when it has none: what a pass-through request is verified as.
+std::string scope_service(std::string_view authorization) {
+  const auto credential = authorization.find("Credential=");
+  if (credential == std::string_view::npos) return {};
+  std::string_view scope = authorization.substr(credential + 11);
+  scope = scope.substr(0, scope.find_first_of(", "));
+  const auto end = scope.rfind('/');
+  if (end == std::string_view::npos) return {};
+  const auto start = scope.rfind('/', end - 1);
+  return start == std::string_view::npos ? std::string()
+                                         : std::string(scope.substr(start + 1, end - start - 1));
+}
 
 // Headers that describe one connection, not the message, plus the ones cpp-httplib adds to
 // requests for the handler's information; never forwarded in either direction.
@@ -204,10 +221,22 @@ class Edge::Impl {
     auto with_body = [this](const httplib::Request& req, httplib::Response& res,
                             const httplib::ContentReader& read) {
       std::string body;
-      read([&body](const char* data, std::size_t size) {
+      bool too_large = false;
+      read([&body, &too_large](const char* data, std::size_t size) {
+        if (body.size() + size > kMaxRequestBytes) {
+          too_large = true;
+          return false;  // stops reading: nothing more of it is kept
+        }
         body.append(data, size);
         return true;
       });
+      if (too_large) {
+        res.status = 413;
+        res.set_header("Connection", "close");
+        res.set_content("the request body exceeds " + std::to_string(kMaxRequestBytes) + " bytes\n",
+                        "text/plain");
+        return;
+      }
       handle(req, body, res);
     };
     server_->Get(".*", without_body);
@@ -352,6 +381,12 @@ class Edge::Impl {
   }
 
   void proxy(const httplib::Request& req, const std::string& body, httplib::Response& res) {
+    // moto checks no signature: the edge does, for every service, as AWS's front doors do.
+    const bool json_protocol = req.has_header("X-Amz-Target");
+    const std::string service = scope_service(req.get_header_value("Authorization"));
+    if (!authenticate(req, body, res, service.empty() ? "unknown" : service, json_protocol)) {
+      return;
+    }
     Forwarded forwarded;
     try {
       forwarded = forward(req, body, options_.moto_url);

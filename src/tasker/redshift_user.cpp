@@ -197,7 +197,9 @@ std::string username_from(const Json& properties, Problems& problems) {
 }
 
 void check_property_names(const Json& properties, Problems& problems) {
-  for (const auto& [key, value] : properties.items()) {
+  for (const auto& item : properties.items()) {
+    // A plain reference, not a structured binding: clang 14 (the fuzz build) cannot capture those.
+    const std::string& key = item.key();
     if (std::find(kUserProperties.begin(), kUserProperties.end(), key) != kUserProperties.end()) {
       continue;
     }

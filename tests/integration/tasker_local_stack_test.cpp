@@ -341,6 +341,33 @@ TEST_F(TaskerLocalStackTest, OtherServicesArePassedToMoto) {
   EXPECT_EQ(answer->get_header_value("Content-Length"), "12");
 }
 
+// moto checks no signature; the edge checks them on the way to moto too, and reads no body larger
+// than any AWS API takes.
+TEST_F(TaskerLocalStackTest, PassThroughRequestsMustBeSignedAndBounded) {
+  aws::HttpRequest unsigned_request;
+  unsigned_request.url = edge_ + "/";
+  unsigned_request.headers = {{"X-Amz-Target", "DynamoDB_20120810.ListTables"},
+                              {"Content-Type", "application/x-amz-json-1.0"}};
+  unsigned_request.body = "{}";
+  aws::HttpResponse refused = transport_->send(unsigned_request, Deadline::after(30s));
+  EXPECT_EQ(refused.status, 403);
+  EXPECT_EQ(aws::error_from_response(refused).name(), "MissingAuthenticationTokenException");
+
+  const aws::Credentials wrong{kKey.access_key_id, "not-the-secret", ""};
+  try {
+    client(aws::protocol::kDynamoDb, "dynamodb", wrong)->call("ListTables", Json::object(), {});
+    FAIL() << "a pass-through request signed with the wrong secret was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.name(), "InvalidSignatureException") << e.message();
+  }
+  EXPECT_EQ(rest("PUT", "/edge-unsigned", "", {}, wrong, "s3").status, 403);
+
+  EXPECT_EQ(rest("PUT", "/edge-huge/object", std::string((std::size_t{70} << 20) + 1, 'x'), {},
+                 kKey, "s3")
+                .status,
+            413);
+}
+
 TEST_F(TaskerLocalStackTest, InvokeRunsTheFunctionFromItsZip) {
   ASSERT_NO_FATAL_FAILURE(deploy_function());
   aws::HttpResponse response = invoke(kFunction, R"({"bogus": true})");

@@ -279,6 +279,7 @@ TEST_F(RuntimeTest, AResponseOfExactlyLambdasLimitIsDelivered) {
   start([](const Invocation&) -> std::string { return std::string(6'291'556, 'x'); });
   PostedOutcome limit = outcome_of("limit");
   EXPECT_EQ(limit.kind, PostedOutcome::Kind::kResponse);
+  EXPECT_EQ(limit.status, 202);
   EXPECT_EQ(limit.body.size(), 6'291'556u);
 }
 
