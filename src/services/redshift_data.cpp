@@ -1,6 +1,10 @@
 // Redshift Data API over the JSON 1.1 protocol.
 #include "rstasker/services/redshift_data.hpp"
 
+#include <spdlog/spdlog.h>
+
+#include "rstasker/common/error.hpp"
+
 namespace rstasker::services {
 
 namespace {
@@ -26,8 +30,22 @@ class JsonRedshiftData final : public RedshiftData {
     return client_->call("DescribeStatement", {{"Id", id}}, context);
   }
 
+  // A cancel whose reply was lost is sent again, and the Data API then refuses it because the
+  // statement is ABORTED already: by our own cancel, which counts as done.
   Json cancel_statement(const std::string& id, const aws::CallContext& context) override {
-    return client_->call("CancelStatement", {{"Id", id}}, context);
+    aws::CallHistory history;
+    try {
+      return client_->call("CancelStatement", {{"Id", id}}, context, &history);
+    } catch (const Error& e) {
+      if (!history.maybe_applied || e.name() != "ValidationException") throw;
+      Json described = describe_statement(id, context);
+      if (described.value("Status", "") != "ABORTED") throw;
+      spdlog::info(
+          "CancelStatement {}: an attempt got no answer and its retry found the "
+          "statement ABORTED; taken as cancelled",
+          id);
+      return {{"Status", true}};
+    }
   }
 
   Json get_statement_result(const std::string& id, const std::string& next_token,

@@ -28,17 +28,27 @@ constexpr std::string_view kFailedUpdateSortKey = "failed-update";
 constexpr std::string_view kWaitingMarker = "W";
 // Idempotency markers: "idempotency#<digest of scope and key>", sort key "idempotency".
 constexpr std::string_view kIdempotencyPrefix = "idempotency#";
+// claimPreviousOwner of a claim that took over nobody's lease.
+constexpr std::string_view kNoOwner = "-";
 constexpr std::string_view kIdempotencySortKey = "idempotency";
 
 // Expression attribute names used by every expression (several are DynamoDB reserved words).
 const Json& names() {
-  static const Json kNames = {{"#state", "state"},      {"#ttl", "TTL"},
-                              {"#owner", "claimOwner"}, {"#until", "claimUntil"},
-                              {"#waiting", "waiting"},  {"#since", "waitingSince"},
-                              {"#sid", "statementId"},  {"#outcome", "outcome"},
-                              {"#holder", "holder"},    {"#expires", "expiresAt"},
-                              {"#write", "writeId"},    {"#waiter", "waiter"},
-                              {"#rid", "recordId"},     {"#rinv", "recordInvocationId"}};
+  static const Json kNames = {{"#state", "state"},
+                              {"#ttl", "TTL"},
+                              {"#owner", "claimOwner"},
+                              {"#until", "claimUntil"},
+                              {"#waiting", "waiting"},
+                              {"#since", "waitingSince"},
+                              {"#sid", "statementId"},
+                              {"#outcome", "outcome"},
+                              {"#holder", "holder"},
+                              {"#expires", "expiresAt"},
+                              {"#write", "writeId"},
+                              {"#waiter", "waiter"},
+                              {"#prev", "claimPreviousOwner"},
+                              {"#rid", "recordId"},
+                              {"#rinv", "recordInvocationId"}};
   return kNames;
 }
 
@@ -252,12 +262,17 @@ class DynamoStateTable final : public StateTable {
         "UpdateItem",
         {{"TableName", table_},
          {"Key", key_of(key)},
-         {"UpdateExpression", "SET #state = :claimed, #owner = :owner, #until = :until"},
+         // #prev keeps who held the claim before (kNoOwner: nobody), so that a claim whose reply
+         // was lost, read back, still tells whether it took over an earlier claimant's lease.
+         {"UpdateExpression",
+          "SET #prev = if_not_exists(#owner, :nobody), #state = :claimed, #owner = :owner, "
+          "#until = :until"},
          {"ConditionExpression",
           "attribute_exists(id) AND (#state = :waiting OR (#state = :claimed AND #until < :now))"},
-         {"ExpressionAttributeNames", names_for({"#state", "#owner", "#until"})},
+         {"ExpressionAttributeNames", names_for({"#prev", "#state", "#owner", "#until"})},
          {"ExpressionAttributeValues",
-          {{":claimed", attr_s("CLAIMED")},
+          {{":nobody", attr_s(kNoOwner)},
+           {":claimed", attr_s("CLAIMED")},
            {":waiting", attr_s("WAITING")},
            {":owner", attr_s(owner)},
            {":until", attr_n(lease_until_ms)},
@@ -269,9 +284,16 @@ class DynamoStateTable final : public StateTable {
     claim.record = record_from_item(*write.current);
     if (write.applied) {
       claim.result = ClaimResult::kClaimed;
-      // The record as it was before the claim; when the reply was lost it is the record as
-      // claimed, so the claim counts as taken over: the waiter is asked before it is called.
-      claim.taken_over = claim.record.state == RecordState::kClaimed;
+      if (claim.record.state == RecordState::kClaimed && claim.record.claim_owner == owner) {
+        // The reply was lost and the record read back is our claim: whether it took over a
+        // lease is what it stored of the owner before it.
+        claim.taken_over =
+            item_s(*write.current, "claimPreviousOwner").value_or(std::string(kNoOwner)) !=
+            kNoOwner;
+      } else {
+        // The record as it was before the claim (ALL_OLD).
+        claim.taken_over = claim.record.state == RecordState::kClaimed;
+      }
     } else {
       claim.result = refused_claim_result(claim.record.state);
     }

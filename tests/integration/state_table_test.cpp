@@ -362,7 +362,9 @@ TEST_F(StateTableTest, ClaimReleaseAndFinishWhoseRepliesAreLostStillCount) {
   Claim claim = table->claim(r.key, "owner-1", far, ctx_);
   ASSERT_EQ(claim.result, ClaimResult::kClaimed) << "not held by someone else: held by us";
   EXPECT_EQ(claim.record.waiter.task_token, "token-exec-lost-claim");
-  EXPECT_TRUE(claim.taken_over) << "the state before the claim is unknown: the waiter is asked";
+  // Taken as a take-over, the waiter would be probed first; a task without HeartbeatSeconds may
+  // refuse the probe, and the statement would then never be answered.
+  EXPECT_FALSE(claim.taken_over) << "the record was WAITING: our claim took over nobody's lease";
   EXPECT_EQ(table->claim(r.key, "owner-2", far, ctx_).result, ClaimResult::kHeldByOther);
 
   lossy_->lose_reply("UpdateItem", 1, LostReplyTransport::Loss::kServerError);
@@ -375,6 +377,18 @@ TEST_F(StateTableTest, ClaimReleaseAndFinishWhoseRepliesAreLostStillCount) {
   EXPECT_EQ(table->get(r.key, ctx_)->state, RecordState::kDone);
   EXPECT_FALSE(table->finish(r.key, "owner-2", "FINISHED", ctx_)) << "not the owner";
   EXPECT_EQ(lossy_->lost(), 3);
+}
+
+TEST_F(StateTableTest, AClaimWhoseReplyIsLostKnowsWhetherItTookALeaseOver) {
+  StatementRecord r = waiting_record("exec-lost-takeover", now_epoch_ms());
+  ASSERT_TRUE(table->insert(r, ctx_));
+  // owner-1's lease has already run out when owner-2 claims, and owner-2's reply is lost.
+  ASSERT_EQ(table->claim(r.key, "owner-1", now_epoch_ms() - 1, ctx_).result, ClaimResult::kClaimed);
+  lossy_->lose_reply("UpdateItem", 1, LostReplyTransport::Loss::kServerError);
+  Claim claim = table->claim(r.key, "owner-2", now_epoch_ms() + 60000, ctx_);
+  ASSERT_EQ(claim.result, ClaimResult::kClaimed);
+  EXPECT_TRUE(claim.taken_over) << "owner-1 may have called back before its lease ran out";
+  EXPECT_EQ(lossy_->lost(), 1);
 }
 
 TEST_F(StateTableTest, LockWritesWhoseRepliesAreLostStillCount) {

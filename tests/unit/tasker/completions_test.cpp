@@ -690,13 +690,14 @@ TEST(Reconcile, ANeverStartedCloudFormationRequestIsAnsweredFailed) {
                  {"LogicalResourceId", "Schema"},
                  {"ResourceType", "Custom::RedshiftSql"},
                  {"ResourceProperties", {{"CreateSql", "create schema s"}}}};
-  // The start's reply is lost and nothing more can be written: the record stays WAITING with no
-  // statement id, as after an invocation that died between the insert and the start.
+  // The start gets no answer and the invocation has no time left to ask again: the record stays
+  // WAITING with no statement id, as after an invocation that died between the insert and the
+  // start.
   w.redshift->fail_next_execute(Error("InternalFailure", "reply lost", 500, true));
   w.state->before_operation = [](std::string_view op) {
     if (op == "mark_start_failed") throw Error("InternalServerError", "ddb down", 500, true);
   };
-  EXPECT_THROW(w.tasker()->handle(create, ctx()), Error);
+  EXPECT_THROW(w.tasker()->handle(create, ctx(std::chrono::milliseconds(250))), Error);
   w.state->before_operation = nullptr;
   ASSERT_EQ(w.state->records().size(), 1u);
   StatementRecord stuck = w.state->records()[0];
