@@ -199,6 +199,10 @@ export class SfnRedshiftTasker extends Construct {
           'not starting with AWS/ (CloudWatch reserves those).',
       );
     }
+    const tracing = props.tracing ?? lambda.Tracing.PASS_THROUGH;
+    if (tracing === lambda.Tracing.DISABLED) {
+      throw new Error('SfnRedshiftTasker: tracing is ACTIVE or PASS_THROUGH (the default).');
+    }
     if (props.enableQueuePurging) {
       Annotations.of(this).addInfo(
         'enableQueuePurging is ignored: redshift-tasker never purges its queue (duplicates and lost events are handled).',
@@ -406,10 +410,6 @@ export class SfnRedshiftTasker extends Construct {
     });
     // Tracing set on the function itself: Function's own `tracing` would add the X-Ray actions
     // as a separate policy; the role gets AWS's managed policy for them instead, as the template.
-    const tracing = props.tracing ?? lambda.Tracing.PASS_THROUGH;
-    if (tracing === lambda.Tracing.DISABLED) {
-      throw new Error('SfnRedshiftTasker: tracing is ACTIVE or PASS_THROUGH (the default).');
-    }
     (this.lambdaFunction.node.defaultChild as lambda.CfnFunction).tracingConfig = { mode: tracing };
     if (tracing === lambda.Tracing.ACTIVE) {
       this.role.addManagedPolicy(iam.ManagedPolicy.fromAwsManagedPolicyName('AWSXRayDaemonWriteAccess'));

@@ -155,6 +155,11 @@ test('the comparison notices a drift', () => {
     canonical(yaml.get('CompletionQueue')!.resource),
   );
   assert.deepEqual(canonical(ours.get('StateTable')!.resource), canonical(yaml.get('StateTable')!.resource));
+  // The dashboard's body is compared, not only its presence: another namespace shows.
+  const renamed = synthTasker({ metricsNamespace: 'Other' });
+  const dashboard = evaluate(renamed.template.toJSON(), {}, (id) => renamed.names.get(id) ?? id).get('Dashboard')!;
+  assert.notDeepEqual(canonical(dashboard.resource), canonical(yaml.get('Dashboard')!.resource));
+  assert.deepEqual(canonical(ours.get('Dashboard')!.resource), canonical(yaml.get('Dashboard')!.resource));
 });
 
 test('the evaluator reads Fn::Sub with a variable map: its variables first, then parameters and references', () => {
