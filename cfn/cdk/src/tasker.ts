@@ -1,16 +1,19 @@
 // SfnRedshiftTasker: the resources of cfn/tasker.yaml as a CDK construct, with the props of the
 // seed construct (cdk-stepfunctions-redshift) under their old names.
-import { Annotations, ArnFormat, Duration, Fn, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Annotations, ArnFormat, Duration, Fn, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { bundledCode } from './code';
+import { createAlarms, createDashboard } from './operations';
 
 /** The Redshift target the tasker runs SQL on: a provisioned cluster or a serverless workgroup. */
 export interface RedshiftTargetProps {
@@ -95,6 +98,24 @@ export interface SfnRedshiftTaskerProps {
   readonly reconcileAfter?: Duration;
   /** How long the function's logs are kept (default one month). */
   readonly logRetention?: logs.RetentionDays;
+
+  /** CloudWatch namespace of the function's metrics (METRICS_NAMESPACE; default RedshiftTasker). */
+  readonly metricsNamespace?: string;
+  /**
+   * SNS topic the alarms notify (on alarm and on recovery): dead-letter queue not empty, old
+   * completion messages, function errors and throttles, failed callbacks, outcomes reconcile could
+   * not learn. Without it no alarm is created.
+   */
+  readonly alarmTopic?: sns.ITopic;
+  /** AWS X-Ray tracing of the function: ACTIVE (with the role's X-Ray permissions) or PASS_THROUGH (default). */
+  readonly tracing?: lambda.Tracing;
+  /** Level of Lambda's own log lines (default INFO, which keeps each invocation's REPORT line). */
+  readonly systemLogLevel?: lambda.SystemLogLevel;
+  /**
+   * Name of the dashboard; default `<stack name>-redshift-tasker` when the stack holds one
+   * SfnRedshiftTasker, else a name CloudFormation generates.
+   */
+  readonly dashboardName?: string;
 }
 
 const LOG_LEVELS: Record<string, lambda.ApplicationLogLevel> = {
@@ -116,8 +137,9 @@ const OWNED_FUNCTION_PROPS: Record<string, string> = {
   loggingFormat: 'the tasker logs JSON; leave loggingFormat out',
   applicationLogLevelV2: 'use the logLevel prop',
   applicationLogLevel: 'use the logLevel prop',
-  systemLogLevelV2: 'the tasker keeps Lambda\'s platform logs at WARN; leave it out',
-  systemLogLevel: 'the tasker keeps Lambda\'s platform logs at WARN; leave it out',
+  systemLogLevelV2: 'use the systemLogLevel prop of SfnRedshiftTasker',
+  systemLogLevel: 'use the systemLogLevel prop of SfnRedshiftTasker',
+  tracing: 'use the tracing prop of SfnRedshiftTasker (it also grants the X-Ray permissions)',
   logFormat: 'the tasker logs JSON; leave logFormat out',
   logRetention: 'the tasker creates its log group; use the logRetention prop of SfnRedshiftTasker',
 };
@@ -141,6 +163,10 @@ export class SfnRedshiftTasker extends Construct {
   public readonly role: iam.Role;
   /** The function's log group. */
   public readonly logGroup: logs.LogGroup;
+  /** The dashboard of the tasker's metrics, queues and function. */
+  public readonly dashboard: cloudwatch.CfnDashboard;
+  /** The alarms (empty without `alarmTopic`). */
+  public readonly alarms: cloudwatch.CfnAlarm[];
 
   constructor(scope: Construct, id: string, props: SfnRedshiftTaskerProps) {
     super(scope, id);
@@ -165,6 +191,17 @@ export class SfnRedshiftTasker extends Construct {
       throw new Error(
         `SfnRedshiftTasker: logLevel '${props.logLevel}' is not one of TRACE, DEBUG, INFO, WARN, ERROR.`,
       );
+    }
+    const metricsNamespace = props.metricsNamespace ?? 'RedshiftTasker';
+    if (!Token.isUnresolved(metricsNamespace) && !/^(?!AWS\/)[ -~]{1,255}$/.test(metricsNamespace)) {
+      throw new Error(
+        `SfnRedshiftTasker: metricsNamespace '${metricsNamespace}' must be 1 to 255 printable ASCII characters ` +
+          'not starting with AWS/ (CloudWatch reserves those).',
+      );
+    }
+    const tracing = props.tracing ?? lambda.Tracing.PASS_THROUGH;
+    if (tracing === lambda.Tracing.DISABLED) {
+      throw new Error('SfnRedshiftTasker: tracing is ACTIVE or PASS_THROUGH (the default).');
     }
     if (props.enableQueuePurging) {
       Annotations.of(this).addInfo(
@@ -355,7 +392,7 @@ export class SfnRedshiftTasker extends Construct {
       logGroup: this.logGroup,
       loggingFormat: lambda.LoggingFormat.JSON,
       applicationLogLevelV2: logLevel,
-      systemLogLevelV2: lambda.SystemLogLevel.WARN,
+      systemLogLevelV2: props.systemLogLevel ?? lambda.SystemLogLevel.INFO,
       environment: {
         ...fnProps.environment,
         // Empty values mean "not set" (the function treats them as absent).
@@ -368,8 +405,15 @@ export class SfnRedshiftTasker extends Construct {
         TTL: String(ttlDays),
         LOG_LEVEL: logLevel,
         RECONCILE_AFTER_SECONDS: String(reconcileAfter),
+        METRICS_NAMESPACE: metricsNamespace,
       },
     });
+    // Tracing set on the function itself: Function's own `tracing` would add the X-Ray actions
+    // as a separate policy; the role gets AWS's managed policy for them instead, as the template.
+    (this.lambdaFunction.node.defaultChild as lambda.CfnFunction).tracingConfig = { mode: tracing };
+    if (tracing === lambda.Tracing.ACTIVE) {
+      this.role.addManagedPolicy(iam.ManagedPolicy.fromAwsManagedPolicyName('AWSXRayDaemonWriteAccess'));
+    }
 
     if (queue) {
       this.connectCompletionEvents(queue);
@@ -390,6 +434,22 @@ export class SfnRedshiftTasker extends Construct {
         'SfnRedshiftTasker: enableReconcile needs createCallbackInfra: the first tasker reconciles the shared table.',
       );
     }
+
+    const watched = {
+      fn: this.lambdaFunction,
+      queue,
+      deadLetterQueue,
+      namespace: metricsNamespace,
+      logGroupName: this.logGroup.logGroupName,
+    };
+    this.alarms = props.alarmTopic ? createAlarms(this, watched, props.alarmTopic.topicArn) : [];
+    // Dashboard names are unique per account and region: the template's name only while this is
+    // the stack's only tasker (decided at synthesis, when every tasker exists).
+    this.dashboard = createDashboard(this, watched, () => {
+      if (props.dashboardName !== undefined) return props.dashboardName;
+      const taskers = stack.node.findAll().filter((c) => c instanceof SfnRedshiftTasker);
+      return taskers.length === 1 ? Fn.sub('${AWS::StackName}-redshift-tasker') : undefined;
+    });
   }
 
   private createKey(overrides?: Partial<kms.KeyProps>): kms.Key {

@@ -8,19 +8,21 @@ import { Duration } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import { SfnRedshiftTaskerProps } from '../src';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import { canonical, evaluate, readYamlTemplate, TASKER_YAML } from './support/cfn';
-import { synthTasker } from './support/stack';
+import { synthTasker, TaskerPropsFor } from './support/stack';
 
-// Resource-level conditions of cfn/tasker.yaml that the construct models with a prop. A resource
-// under any other condition (an optional alarm or dashboard, say) is something the construct
-// does not create: it is left out of the comparison and named in the test's diagnostics.
-const MODELLED_CONDITIONS = new Set(['HasReconcileSchedule']);
+// Resource-level conditions of cfn/tasker.yaml that the construct models with a prop; the
+// variants below take both ways of each. A resource under any other condition would be something
+// the construct does not create: it is left out of the comparison and named in the diagnostics.
+const MODELLED_CONDITIONS = new Set(['HasReconcileSchedule', 'HasAlarmTopic']);
+
+const ALARM_TOPIC_ARN = 'arn:aws:sns:us-east-1:123456789012:tasker-alarms';
 
 interface Variant {
   name: string;
   parameters: Record<string, string>;
-  props: Partial<SfnRedshiftTaskerProps>;
+  props: TaskerPropsFor;
 }
 
 const VARIANTS: Variant[] = [
@@ -30,7 +32,7 @@ const VARIANTS: Variant[] = [
     props: { redshiftTargetProps: { clusterIdentifier: 'local', dbName: 'dev', dbUser: 'awsuser' } },
   },
   {
-    name: 'cluster with a secret, tuned function, queue and table',
+    name: 'cluster with a secret, arm64, alarms, active tracing, tuned function, queue and table',
     parameters: {
       ClusterIdentifier: 'analytics',
       Database: 'warehouse',
@@ -45,8 +47,12 @@ const VARIANTS: Variant[] = [
       ReconcileAfterSeconds: '600',
       MaxReceiveCount: '7',
       Architecture: 'arm64',
+      AlarmTopicArn: ALARM_TOPIC_ARN,
+      Tracing: 'Active',
+      SystemLogLevel: 'WARN',
+      MetricsNamespace: 'Etl/Tasker',
     },
-    props: {
+    props: (stack) => ({
       redshiftTargetProps: {
         clusterIdentifier: 'analytics',
         dbName: 'warehouse',
@@ -64,7 +70,11 @@ const VARIANTS: Variant[] = [
       reconcileSchedule: events.Schedule.rate(Duration.minutes(10)),
       reconcileAfter: Duration.seconds(600),
       maxReceiveCount: 7,
-    },
+      alarmTopic: sns.Topic.fromTopicArn(stack, 'AlarmTopic', ALARM_TOPIC_ARN),
+      tracing: lambda.Tracing.ACTIVE,
+      systemLogLevel: lambda.SystemLogLevel.WARN,
+      metricsNamespace: 'Etl/Tasker',
+    }),
   },
   {
     name: 'workgroup scoped by id, no reconcile schedule',
@@ -127,7 +137,7 @@ for (const variant of VARIANTS) {
     }
     // The comparison covered the tasker's whole architecture, not an empty intersection.
     for (const core of ['Key', 'StateTable', 'CompletionQueue', 'CompletionRule', 'CompletionQueuePolicy',
-      'FunctionRole', 'Function', 'CompletionEventSource']) {
+      'FunctionRole', 'Function', 'CompletionEventSource', 'Dashboard']) {
       assert.ok(compared.includes(core), `${core} was not compared`);
     }
   });
@@ -145,4 +155,28 @@ test('the comparison notices a drift', () => {
     canonical(yaml.get('CompletionQueue')!.resource),
   );
   assert.deepEqual(canonical(ours.get('StateTable')!.resource), canonical(yaml.get('StateTable')!.resource));
+  // The dashboard's body is compared, not only its presence: another namespace shows.
+  const renamed = synthTasker({ metricsNamespace: 'Other' });
+  const dashboard = evaluate(renamed.template.toJSON(), {}, (id) => renamed.names.get(id) ?? id).get('Dashboard')!;
+  assert.notDeepEqual(canonical(dashboard.resource), canonical(yaml.get('Dashboard')!.resource));
+  assert.deepEqual(canonical(ours.get('Dashboard')!.resource), canonical(yaml.get('Dashboard')!.resource));
+});
+
+test('the evaluator reads Fn::Sub with a variable map: its variables first, then parameters and references', () => {
+  const template = {
+    Parameters: { Ns: { Type: 'String', Default: 'FromParameter' }, Env: { Type: 'String', Default: 'prod' } },
+    Resources: {
+      Queue: { Type: 'AWS::SQS::Queue', Properties: {} },
+      Thing: {
+        Type: 'AWS::Test::Thing',
+        Properties: {
+          Text: { 'Fn::Sub': ['${Ns}/${Env}/${Q}/${Queue.Arn}/${AWS::Region}', { Ns: 'FromVariable', Q: { 'Fn::GetAtt': ['Queue', 'QueueName'] } }] },
+        },
+      },
+    },
+  };
+  const thing = evaluate(template, {}).get('Thing')!.resource;
+  assert.equal(thing.Properties.Text, 'FromVariable/prod/${Queue.QueueName}/${Queue.Arn}/${AWS::Region}');
+  assert.throws(() => evaluate({ Resources: { T: { Type: 'X', Properties: { A: { 'Fn::Sub': ['x'] } } } } }, {}),
+    /Fn::Sub takes a string or \[string, \{variables\}\]/);
 });

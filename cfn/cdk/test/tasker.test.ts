@@ -4,13 +4,14 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { describe, test } from 'node:test';
-import { Duration } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import { Annotations, Match } from 'aws-cdk-lib/assertions';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { bundledCode, lambdaZipName, SfnRedshiftTasker } from '../src';
 import { synthTasker, TaskerPropsFor } from './support/stack';
@@ -59,6 +60,85 @@ describe('defaults', () => {
       FunctionResponseTypes: ['ReportBatchItemFailures'],
     });
     assert.ok(tasker.lambdaFunction && tasker.trackingTable && tasker.queue && tasker.deadLetterQueue && tasker.key);
+    // Operations: a dashboard, no alarm without a topic, tracing passed through, no X-Ray policy.
+    template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 0);
+    assert.equal(tasker.dashboard, tasker.node.findChild('Dashboard'));
+    assert.deepEqual(tasker.alarms, []);
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      TracingConfig: { Mode: 'PassThrough' },
+      Environment: { Variables: Match.objectLike({ METRICS_NAMESPACE: 'RedshiftTasker' }) },
+    });
+    assert.equal(only(template, 'AWS::IAM::Role').Properties.ManagedPolicyArns, undefined);
+  });
+});
+
+describe('operations', () => {
+  const TOPIC = 'arn:aws:sns:us-east-1:123456789012:ops';
+  test('alarmTopic: six alarms notifying the topic, on the queues, the function and its metrics', () => {
+    const { template, tasker } = synthTasker((stack) => ({
+      alarmTopic: sns.Topic.fromTopicArn(stack, 'Ops', TOPIC),
+      metricsNamespace: 'Etl/Tasker',
+    }));
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 6);
+    assert.deepEqual(tasker.alarms.map((a) => a.node.id), ['DeadLetterQueueAlarm', 'CompletionQueueAgeAlarm',
+      'FunctionErrorsAlarm', 'FunctionThrottlesAlarm', 'CallbackFailuresAlarm', 'ReconcileOutcomeUnknownAlarm']);
+    for (const alarm of Object.values(template.findResources('AWS::CloudWatch::Alarm')) as any[]) {
+      assert.deepEqual(alarm.Properties.AlarmActions, [TOPIC]);
+      assert.deepEqual(alarm.Properties.OKActions, [TOPIC]);
+    }
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'Etl/Tasker',
+      MetricName: 'CallbackFailures',
+      Dimensions: [{ Name: 'FunctionName', Value: { Ref: Match.stringLikeRegexp('^TaskerFunction') } }],
+    });
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'ApproximateNumberOfMessagesVisible',
+      Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [Match.stringLikeRegexp('^TaskerDeadLetterQueue'), 'QueueName'] } }],
+    });
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ METRICS_NAMESPACE: 'Etl/Tasker' }) },
+    });
+  });
+  test('without a dead-letter queue there is no dead-letter alarm or dashboard line', () => {
+    const { template } = synthTasker((stack) => ({
+      alarmTopic: sns.Topic.fromTopicArn(stack, 'Ops', TOPIC),
+      deployDeadLetterQueue: false,
+    }));
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 5);
+    const body = only(template, 'AWS::CloudWatch::Dashboard').Properties.DashboardBody['Fn::Sub'];
+    assert.doesNotMatch(body[0], /DeadLetterQueueName/);
+    assert.match(body[0], /CompletionQueueName/);
+  });
+  test('tracing ACTIVE: the function traces and its role gets the X-Ray managed policy', () => {
+    const { template } = synthTasker({ tracing: lambda.Tracing.ACTIVE });
+    template.hasResourceProperties('AWS::Lambda::Function', { TracingConfig: { Mode: 'Active' } });
+    const arns = JSON.stringify(only(template, 'AWS::IAM::Role').Properties.ManagedPolicyArns);
+    assert.match(arns, /:iam::aws:policy\/AWSXRayDaemonWriteAccess/);
+    // No separate policy: Function's own tracing option would add one.
+    template.resourceCountIs('AWS::IAM::Policy', 0);
+    refuses({ tracing: lambda.Tracing.DISABLED }, /tracing is ACTIVE or PASS_THROUGH/);
+    refuses({ starterLambdaFunctionProps: { tracing: lambda.Tracing.ACTIVE } }, /tracing is not accepted.*tracing prop/);
+  });
+  test('the metrics namespace is checked as CloudWatch does', () => {
+    refuses({ metricsNamespace: 'AWS/Lambda' }, /metricsNamespace 'AWS\/Lambda' must be .*not starting with AWS\//);
+    refuses({ metricsNamespace: '' }, /metricsNamespace '' must be 1 to 255/);
+  });
+  test('dashboard names: the template\'s for a stack\'s only tasker, dashboardName, else CloudFormation\'s', () => {
+    const one = only(synthTasker().template, 'AWS::CloudWatch::Dashboard');
+    assert.deepEqual(one.Properties.DashboardName, { 'Fn::Sub': '${AWS::StackName}-redshift-tasker' });
+    const named = only(synthTasker({ dashboardName: 'etl-tasker' }).template, 'AWS::CloudWatch::Dashboard');
+    assert.equal(named.Properties.DashboardName, 'etl-tasker');
+    const { template } = synthTasker((stack) => {
+      new SfnRedshiftTasker(stack, 'Other', {
+        redshiftTargetProps: { clusterIdentifier: 'other', dbName: 'dev', dbUser: 'u' },
+        code: lambda.Code.fromAsset(path.join(__dirname, '..', '..', 'test', 'fixtures', 'code')),
+      });
+      return {};
+    });
+    const dashboards = Object.values(template.findResources('AWS::CloudWatch::Dashboard')) as any[];
+    assert.equal(dashboards.length, 2);
+    for (const d of dashboards) assert.equal(d.Properties.DashboardName, undefined);
   });
 });
 
@@ -162,6 +242,9 @@ describe('createCallbackInfra', () => {
     const sids = policy.Properties.PolicyDocument.Statement.map((s: any) => s.Sid);
     assert.deepEqual(sids, ['Logs', 'StartStatementsOnTheTarget', 'DatabaseCredentials']);
     assert.match(JSON.stringify(policy.Properties.PolicyDocument.Statement[1].Resource), /:cluster:two/);
+    // Its dashboard shows its function; the queues are the first tasker's.
+    const dashboard = template.toJSON().Resources[Stack.of(tasker).getLogicalId(tasker.dashboard)];
+    assert.doesNotMatch(dashboard.Properties.DashboardBody['Fn::Sub'][0], /QueueName/);
   });
   test('false with a table from elsewhere: a role of its own, and a warning', () => {
     const { stack, template } = synthTasker((s) => ({ createCallbackInfra: false, existingTableObj: sharedTable(s) }));
@@ -181,9 +264,17 @@ describe('logLevel', () => {
   test('sets LOG_LEVEL and Lambda\'s application log level; the seed\'s WARNING maps to WARN', () => {
     const { template } = synthTasker({ logLevel: 'warning' });
     template.hasResourceProperties('AWS::Lambda::Function', {
-      LoggingConfig: { ApplicationLogLevel: 'WARN', LogFormat: 'JSON', SystemLogLevel: 'WARN' },
+      LoggingConfig: { ApplicationLogLevel: 'WARN', LogFormat: 'JSON', SystemLogLevel: 'INFO' },
       Environment: { Variables: Match.objectLike({ LOG_LEVEL: 'WARN' }) },
     });
+  });
+  test('systemLogLevel sets Lambda\'s own log level (default INFO, which keeps the REPORT lines)', () => {
+    const { template } = synthTasker({ systemLogLevel: lambda.SystemLogLevel.WARN });
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      LoggingConfig: Match.objectLike({ SystemLogLevel: 'WARN' }),
+    });
+    refuses({ starterLambdaFunctionProps: { systemLogLevelV2: lambda.SystemLogLevel.DEBUG } },
+      /systemLogLevelV2 is not accepted.*systemLogLevel prop/);
   });
   test('an unknown level is refused', () => {
     refuses({ logLevel: 'VERBOSE' }, /logLevel 'VERBOSE' is not one of TRACE, DEBUG, INFO, WARN, ERROR/);

@@ -74,8 +74,10 @@ export function evaluate(
     const attr = attribute ?? (arnLike ? 'Arn' : undefined);
     return attr ? `\${${rename(id)}.${attr}}` : `\${${rename(id)}}`;
   };
-  const substitute = (text: string): string =>
+  // Fn::Sub's placeholders: its own variables first, then parameters, then references.
+  const substitute = (text: string, variables: Record<string, any> = {}): string =>
     text.replace(/\$\{([^}!]+)\}/g, (_whole, name: string) => {
+      if (name in variables) return String(variables[name]);
       if (name in values) return values[name];
       const [id, attribute] = name.split('.');
       return reference(id, attribute);
@@ -97,8 +99,11 @@ export function evaluate(
           return reference(id, rest.join('.'));
         }
         case 'Fn::Sub':
-          if (typeof arg !== 'string') throw new Error('Fn::Sub with a variable map is not supported here');
-          return substitute(arg);
+          if (typeof arg === 'string') return substitute(arg);
+          if (!Array.isArray(arg) || arg.length !== 2 || typeof arg[0] !== 'string' || typeof arg[1] !== 'object') {
+            throw new Error(`Fn::Sub takes a string or [string, {variables}], not ${JSON.stringify(arg)}`);
+          }
+          return substitute(arg[0], value(arg[1]));
         case 'Fn::Join':
           return value(arg[1]).map(String).join(arg[0]);
         case 'Fn::If':
@@ -141,7 +146,8 @@ export function evaluate(
  * passes parameter values as strings), a one-element list in an IAM Action or Resource as its
  * element, attribute definitions sorted by name, and what differs by construction left out:
  * DependsOn and Metadata (CDK's ordering and paths) and the function's Code (parameters
- * CodeS3Bucket/CodeS3Key in the template, an asset in the construct).
+ * CodeS3Bucket/CodeS3Key in the template, an asset in the construct); a dashboard's body is
+ * compared as parsed JSON.
  */
 export function canonical(resource: Template): Json {
   const copy = JSON.parse(JSON.stringify(resource));
@@ -149,6 +155,10 @@ export function canonical(resource: Template): Json {
   delete copy.Metadata;
   if (copy.Type === 'AWS::Lambda::Function') delete copy.Properties.Code;
   const props = copy.Properties ?? {};
+  // A dashboard's body is JSON text: compared as the JSON it parses to, not by its layout.
+  if (copy.Type === 'AWS::CloudWatch::Dashboard' && typeof props.DashboardBody === 'string') {
+    props.DashboardBody = JSON.parse(props.DashboardBody);
+  }
   if (Array.isArray(props.AttributeDefinitions)) {
     props.AttributeDefinitions.sort((a: any, b: any) => a.AttributeName.localeCompare(b.AttributeName));
   }
