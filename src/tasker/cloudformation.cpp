@@ -194,7 +194,8 @@ std::string loose_name(std::string_view name) {
 // Refuses any property Custom::RedshiftSql does not know, whatever the request type: a misspelt
 // DeleteSql accepted by the Create would make the Delete run nothing.
 void check_sql_property_names(const Json& properties) {
-  for (const auto& [name, value] : properties.items()) {
+  for (const auto& item : properties.items()) {
+    const std::string& name = item.key();  // a plain reference: lambdas may capture it
     auto is = [&](std::string_view known) { return known == name; };
     if (std::any_of(std::begin(kSqlProperties), std::end(kSqlProperties), is) ||
         std::any_of(std::begin(kCloudFormationProperties), std::end(kCloudFormationProperties),
