@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Start moto's server with the fixes the local stack depends on (three in Step Functions, one in
+"""Start moto's server with the fixes the local stack depends on (four in Step Functions, one in
 SQS, one in DynamoDB).
 
 Usage: moto_launcher.py [moto_server arguments...]   (e.g. -H 127.0.0.1 -p 5123)
@@ -51,6 +51,16 @@ confusing test failures far from their cause, so a loud stop is the better failu
    40 trials). DynamoDB serialises the writes to an item, and the tasker's completion claims and
    singleton locks rely on exactly that. The patch makes moto's DynamoDB handler serve one
    request at a time (DynamoHandler.call_action under a lock); other services are not affected.
+
+6. A callback that arrives before the task's invocation returns is lost when the task has
+   HeartbeatSeconds.
+   A waitForTaskToken task creates its heartbeat clock (CallbackEndpoint.setup_heartbeat_endpoint)
+   only after the integration call (e.g. lambda:invoke) has returned, and SendTaskSuccess or
+   SendTaskFailure wakes only a heartbeat clock that exists. A callback sent during the call (a
+   function that answers at once, or a statement that ends before its start returns) is stored
+   but wakes nobody: the task waits out HeartbeatSeconds and fails States.Timeout. Step Functions
+   takes such a callback. The patch has a heartbeat clock created after the outcome arrived
+   start awake, so the task ends with that outcome.
 
 Besides the fixes, the launcher makes SIGTERM and SIGINT end the server at once. moto's own
 handler exits through interpreter finalization, which spends about two seconds garbage-collecting
@@ -375,6 +385,43 @@ def patch_dynamodb_one_request_at_a_time():
     handler.call_action = call_action
 
 
+def patch_early_callback():
+    patch = "patch 6 (callback before the heartbeat clock)"
+    try:
+        from moto.stepfunctions.parser.asl.eval.callback import callback
+    except ImportError as error:
+        raise PatchError(f"{patch}: cannot import moto's callback module ({error})") from error
+
+    endpoint_cls = require(callback, "CallbackEndpoint", patch)
+    init_assigns(endpoint_cls, ["_notify_event", "_heartbeat_endpoint"], patch)
+    require(callback, "HeartbeatEndpoint", patch)
+    original = require(endpoint_cls, "setup_heartbeat_endpoint", patch)
+    if getattr(original, "__moto_launcher_patch__", False):
+        return
+    try:
+        notify_source = inspect.getsource(endpoint_cls.notify)
+    except (OSError, TypeError) as error:
+        raise PatchError(f"{patch}: cannot read CallbackEndpoint.notify") from error
+    if "self._notify_event.set()" not in notify_source:
+        raise PatchError(f"{patch}: CallbackEndpoint.notify no longer sets _notify_event")
+
+    def setup_heartbeat_endpoint(self, heartbeat_seconds):
+        endpoint = original(self, heartbeat_seconds)
+        # notify() sets _notify_event before it looks for the heartbeat clock, and this looks at
+        # _notify_event after the clock exists: one of the two sees the other.
+        if self._notify_event.is_set():
+            endpoint.notify()
+        return endpoint
+
+    setup_heartbeat_endpoint.__doc__ = (
+        "CallbackEndpoint.setup_heartbeat_endpoint, awake if the outcome came first "
+        "(moto_launcher patch 6)."
+    )
+    setup_heartbeat_endpoint.__wrapped__ = original
+    setup_heartbeat_endpoint.__moto_launcher_patch__ = True
+    endpoint_cls.setup_heartbeat_endpoint = setup_heartbeat_endpoint
+
+
 def exit_at_once(signum, frame):
     sys.stdout.flush()
     sys.stderr.flush()
@@ -405,6 +452,7 @@ def main(argv):
         patch_sqs_lambda_push()
         patch_cloudformation_state_machines()
         patch_dynamodb_one_request_at_a_time()
+        patch_early_callback()
         from moto import server
 
         patch_signal_handler(server)

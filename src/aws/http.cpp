@@ -103,7 +103,8 @@ struct Exchange {
   HttpResponse* response;
   std::size_t max_bytes;
   bool too_large = false;
-  char detail[CURL_ERROR_SIZE] = {};  // libcurl's own words on a failure (CURLOPT_ERRORBUFFER)
+  bool deadline_bounds_timeout = false;  // CURLOPT_TIMEOUT_MS is the invocation's time left
+  char detail[CURL_ERROR_SIZE] = {};     // libcurl's own words on a failure (CURLOPT_ERRORBUFFER)
 };
 
 // Failures to verify the peer's certificate (an unknown CA, a wrong host name, a missing or
@@ -204,7 +205,11 @@ class CurlTransport final : public HttpTransport {
                         std::to_string(options_.max_response_bytes) + " bytes",
                     0, false);
       }
-      if (code == CURLE_OPERATION_TIMEDOUT && deadline.expired()) {
+      // The time left reaches libcurl in whole milliseconds, so a time-out the deadline set
+      // can fire a moment before `expired()` turns true.
+      if (code == CURLE_OPERATION_TIMEDOUT &&
+          (deadline.expired() || (exchange.deadline_bounds_timeout &&
+                                  deadline.remaining() < std::chrono::milliseconds(50)))) {
         throw Error(error_names::kDeadlineExceeded,
                     "the invocation's deadline passed while calling " + origin);
       }
@@ -310,7 +315,8 @@ class CurlTransport final : public HttpTransport {
     long timeout_ms = static_cast<long>(options_.request_timeout.count());
     if (!deadline.unbounded()) {
       long left = static_cast<long>(std::max<std::int64_t>(deadline.remaining().count(), 1));
-      timeout_ms = timeout_ms == 0 ? left : std::min(timeout_ms, left);
+      exchange.deadline_bounds_timeout = timeout_ms == 0 || left <= timeout_ms;
+      timeout_ms = exchange.deadline_bounds_timeout ? left : timeout_ms;
     }
     curl().easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
 

@@ -920,6 +920,39 @@ TEST_F(EndToEnd, AnyStateMachine_StatementPastItsHeartbeatIsCancelled) {
             "0");
 }
 
+// A second task with the caller and idempotencyKey of a finished one (what a Retry attempt of a
+// state gives the tasker) starts nothing: it is answered inside its own invocation with the first
+// statement's outcome. That callback reaches Step Functions before the invocation returns, so
+// before the task's heartbeat clock starts (moto_launcher patch 6 makes moto take it as AWS does).
+TEST_F(EndToEnd, AnyStateMachine_ARepeatedIdempotencyKeyIsAnsweredAtOnce) {
+  const aws::JsonClient& sfn = stack().step_functions();
+  Json definition = callback_machine(stack().env("TASKER_FUNCTION_ARN"), 60, false);
+  Json& payload = definition["States"]["Run"]["Parameters"]["Payload"];
+  payload["executionArn.$"] = "$.caller";
+  payload["idempotencyKey.$"] = "$.key";
+  const std::string machine = create_state_machine(sfn, "e2e-keyed", definition);
+  std::string caller = machine;
+  caller.replace(caller.find(":stateMachine:"), 14, ":execution:");
+  caller += ":e2e-keyed-first";
+  run_sql(stack(), "create table e2e_keyed (n integer)");
+  const Json input = {
+      {"caller", caller}, {"key", "Run#1"}, {"sql", "insert into e2e_keyed values (1)"}};
+
+  Execution first = await_execution(sfn, start_execution(sfn, machine, "e2e-keyed-first", input),
+                                    kExecutionTimeout);
+  ASSERT_EQ(first.status, "SUCCEEDED") << first.described.dump();
+  ASSERT_EQ(first.path, (std::vector<std::string>{"Run", "Finished"}));
+  Execution repeat = await_execution(sfn, start_execution(sfn, machine, "e2e-keyed-repeat", input),
+                                     kExecutionTimeout);
+  ASSERT_EQ(repeat.status, "SUCCEEDED") << repeat.described.dump();
+  // Answered, not timed out (a States.Timeout would have gone on to Cancel).
+  EXPECT_EQ(repeat.path, (std::vector<std::string>{"Run", "Finished"})) << repeat.output.dump();
+  EXPECT_EQ(repeat.output.at("completion").at("detail").at("statementId"),
+            first.output.at("completion").at("detail").at("statementId"))
+      << repeat.output.dump();
+  EXPECT_EQ(sql_value(stack(), "select count(*) from e2e_keyed"), "1");
+}
+
 TEST_F(EndToEnd, AnyStateMachine_FiveThousandRowsArePagedWithNextToken) {
   Execution run = finished("own_5000_rows");
   ASSERT_EQ(run.status, "SUCCEEDED") << run.described.dump();
