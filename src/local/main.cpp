@@ -38,8 +38,9 @@ Usage: tasker-local --port N --moto-url URL [options]
   --host ADDR              address to listen on (TASKER_LOCAL_HOST; default 127.0.0.1)
   --moto-url URL           moto's own address, e.g. http://127.0.0.1:5000 (TASKER_LOCAL_MOTO_URL)
   --pg CONNINFO            libpq connection string for the Data API, e.g.
-                           "host=127.0.0.1 port=5432 user=postgres" (TASKER_LOCAL_PG); without
-                           it Data API calls are refused
+                           "host=127.0.0.1 port=5432 user=postgres passfile=/path/pgpass"
+                           (TASKER_LOCAL_PG; a password belongs in a passfile, not here, where
+                           `ps` shows it); without it Data API calls are refused
   --region R               the region served (AWS_REGION; default us-east-1)
   --account-id ID          the account in ARNs and events (TASKER_LOCAL_ACCOUNT_ID; default
                            123456789012)

@@ -70,8 +70,7 @@ class DataApiTest : public ::testing::Test {
 
   DataApiOptions options() {
     DataApiOptions options;
-    options.pg_conninfo = "host=" + server_->host() + " port=" + std::to_string(server_->port()) +
-                          " user=" + server_->user();
+    options.pg_conninfo = server_->client_conninfo();
     options.page_rows = 1000;
     options.publish = events_.callback();
     return options;

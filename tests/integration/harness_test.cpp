@@ -10,6 +10,8 @@
 #include <chrono>
 #include <csignal>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -201,9 +203,32 @@ TEST(PostgresServerTest, RunsQueriesAndCleansUp) {
     RecordProperty("startup_ms", static_cast<int>(elapsed.count()));
     dir = server.socket_dir();
     port = server.port();
-    EXPECT_EQ(server.connection_string(),
-              "host=127.0.0.1 port=" + std::to_string(port) + " user=postgres dbname=postgres");
+    EXPECT_EQ(server.connection_string(), "host=127.0.0.1 port=" + std::to_string(port) +
+                                              " user=postgres passfile='" +
+                                              server.passfile().string() + "' dbname=postgres");
     EXPECT_EQ(server.psql("select 1 + 1"), "2\n");
+    // Password authentication: without the password file a client is refused.
+    ProcessOptions no_password;
+    no_password.argv = {(*PostgresServer::bin_dir() / "psql").string(),
+                        "-X",
+                        "-w",
+                        "-h",
+                        server.host(),
+                        "-p",
+                        std::to_string(port),
+                        "-U",
+                        server.user(),
+                        "-d",
+                        server.database(),
+                        "-c",
+                        "select 1"};
+    no_password.env = {{"PGPASSFILE", (dir / "no-such-pgpass").string()}};
+    no_password.log_file = dir / "no-password.out";
+    no_password.log_command_line = false;
+    EXPECT_NE(run_to_completion(no_password, std::chrono::seconds(30)), 0);
+    std::stringstream refusal;
+    refusal << std::ifstream(no_password.log_file).rdbuf();
+    EXPECT_NE(refusal.str().find("no password supplied"), std::string::npos) << refusal.str();
     server.psql("create table t (id int primary key, name text); insert into t values (1, 'one')");
     EXPECT_EQ(server.psql("select id, name from t"), "1|one\n");
     EXPECT_THROW(server.psql("select * from no_such_table"), std::runtime_error);

@@ -76,8 +76,7 @@ class TaskerLocalStackTest : public ::testing::Test {
                       "--moto-url",
                       moto_->endpoint(),
                       "--pg",
-                      "host=" + postgres_->host() + " port=" + std::to_string(postgres_->port()) +
-                          " user=" + postgres_->user(),
+                      postgres_->client_conninfo(),
                       "--region",
                       kRegion,
                       "--access-key-id",

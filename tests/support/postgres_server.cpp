@@ -2,12 +2,15 @@
 #include "support/postgres_server.hpp"
 
 #include <pwd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <system_error>
@@ -20,6 +23,26 @@ constexpr const char* kSystemUser = "postgres";
 
 bool is_root() {
   return ::geteuid() == 0;
+}
+
+// A fresh password for the cluster's superuser: 32 hex digits.
+std::string random_password() {
+  std::random_device device;
+  std::string password;
+  for (int i = 0; i < 4; ++i) {
+    char part[9];
+    std::snprintf(part, sizeof part, "%08x", static_cast<unsigned>(device()));
+    password += part;
+  }
+  return password;
+}
+
+// Writes `text` to a new file that only its owner may read or write.
+void write_private_file(const std::filesystem::path& file, const std::string& text) {
+  std::ofstream(file) << text;
+  if (::chmod(file.c_str(), S_IRUSR | S_IWUSR) != 0) {
+    throw std::runtime_error("cannot make " + file.string() + " private");
+  }
 }
 
 bool has_programs(const std::filesystem::path& dir) {
@@ -103,12 +126,27 @@ PostgresServer::PostgresServer(PostgresOptions options) {
       }
     }
 
+    // Password authentication (scram-sha-256) for every connection, as on Redshift: the
+    // password goes to initdb in a file it reads once, and to clients in a libpq password file.
+    const std::string password = random_password();
+    const std::filesystem::path pwfile = root_ / "pwfile";
+    write_private_file(pwfile, password + "\n");
+    if (!run_as_.empty()) {
+      const passwd* user = ::getpwnam(run_as_.c_str());
+      if (user == nullptr || ::chown(pwfile.c_str(), user->pw_uid, user->pw_gid) != 0) {
+        throw std::runtime_error("cannot hand " + pwfile.string() + " to user " + run_as_);
+      }
+    }
+    passfile_ = root_ / "pgpass";
+    write_private_file(passfile_, host_ + ":*:*:" + user_ + ":" + password + "\n");
+
     ProcessOptions initdb;
     initdb.argv = {(bin_ / "initdb").string(),
                    "-D",
                    data_.string(),
                    "-A",
-                   "trust",
+                   "scram-sha-256",
+                   "--pwfile=" + pwfile.string(),
                    "-U",
                    user_,
                    "-E",
@@ -123,6 +161,7 @@ PostgresServer::PostgresServer(PostgresOptions options) {
       initdb_process.stop(std::chrono::seconds(0));
       throw std::runtime_error("initdb failed\n" + initdb_process.log_tail());
     }
+    std::filesystem::remove(pwfile);
 
     auto options_for = [&](int port) {
       ProcessOptions server;
@@ -182,9 +221,13 @@ PostgresServer::~PostgresServer() {
   std::filesystem::remove_all(root_, ignored);
 }
 
+std::string PostgresServer::client_conninfo() const {
+  return "host=" + host_ + " port=" + std::to_string(port_) + " user=" + user_ + " passfile='" +
+         passfile_.string() + "'";
+}
+
 std::string PostgresServer::connection_string() const {
-  return "host=" + host_ + " port=" + std::to_string(port_) + " user=" + user_ +
-         " dbname=" + database_;
+  return client_conninfo() + " dbname=" + database_;
 }
 
 std::string PostgresServer::psql(std::string_view sql, std::string_view database) const {
@@ -209,7 +252,8 @@ std::string PostgresServer::psql(std::string_view sql, std::string_view database
                   std::string(sql)};
   options.log_file = root_ / ("psql-" + std::to_string(++counter) + ".out");
   options.log_command_line = false;
-  options.env = {{"PGOPTIONS", "-c client_min_messages=warning"}};
+  options.env = {{"PGOPTIONS", "-c client_min_messages=warning"},
+                 {"PGPASSFILE", passfile_.string()}};
   int status = run_to_completion(options, std::chrono::seconds(60));
   std::string output = read_whole(options.log_file);
   std::error_code ignored;

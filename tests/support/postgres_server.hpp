@@ -19,7 +19,8 @@ struct PostgresOptions {
   std::vector<std::pair<std::string, std::string>> settings{};
 };
 
-// Starts `postgres` on a cluster made by `initdb -A trust -U postgres`, on 127.0.0.1:<free port>
+// Starts `postgres` on a cluster made by `initdb -A scram-sha-256 -U postgres` (a random password,
+// kept in a libpq password file in the temporary directory), on 127.0.0.1:<free port>
 // with its Unix socket in the temporary directory; as the `postgres` system user when the test
 // runs as root (PostgreSQL refuses root). Durability is traded for speed (fsync off): the
 // cluster lives only as long as the fixture.
@@ -48,8 +49,13 @@ class PostgresServer {
   const std::string& host() const { return host_; }
   const std::string& user() const { return user_; }
   const std::string& database() const { return database_; }
-  // libpq keyword/value form: "host=127.0.0.1 port=<port> user=postgres dbname=postgres".
+  // libpq keyword/value form, without a database:
+  // "host=127.0.0.1 port=<port> user=postgres passfile='<the password file>'".
+  std::string client_conninfo() const;
+  // client_conninfo() with " dbname=postgres".
   std::string connection_string() const;
+  // The libpq password file (PGPASSFILE) that holds the superuser's password.
+  const std::filesystem::path& passfile() const { return passfile_; }
   // The directory of the Unix socket (host= for a socket connection).
   const std::filesystem::path& socket_dir() const { return root_; }
   const std::filesystem::path& log_path() const { return server_->log_path(); }
@@ -62,6 +68,7 @@ class PostgresServer {
   std::filesystem::path bin_;
   std::filesystem::path root_;  // temporary directory: socket, data/, logs of helpers
   std::filesystem::path data_;
+  std::filesystem::path passfile_;
   std::string run_as_;  // "postgres" when root, else empty
   std::string host_ = "127.0.0.1";
   std::string user_ = "postgres";
