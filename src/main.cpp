@@ -20,7 +20,44 @@
 #include "rstasker/tasker/wiring.hpp"
 #include "rstasker/version.hpp"
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RSTASKER_LEAK_CHECKED 1
+#endif
+#elif defined(__SANITIZE_ADDRESS__)
+#define RSTASKER_LEAK_CHECKED 1
+#endif
+#ifdef RSTASKER_LEAK_CHECKED
+#include <pthread.h>
+#include <sanitizer/lsan_interface.h>
+
+#include <csignal>
+#include <thread>
+#endif
+
 namespace {
+
+#ifdef RSTASKER_LEAK_CHECKED
+// Sanitizer builds (the tests) only: SIGTERM, which tasker-local sends an instance it stops as
+// Lambda does, ends the process through LeakSanitizer's check, so a leak shows in the function's
+// log instead of vanishing with the process. Release builds keep SIGTERM's default action.
+// Called before any other thread exists, so every later thread inherits SIGTERM blocked and only
+// this one receives it.
+void leak_check_on_sigterm() {
+  sigset_t terminate;
+  sigemptyset(&terminate);
+  sigaddset(&terminate, SIGTERM);
+  if (pthread_sigmask(SIG_BLOCK, &terminate, nullptr) != 0) return;
+  std::thread([terminate] {
+    int received = 0;
+    if (sigwait(&terminate, &received) != 0) return;
+    __lsan_do_leak_check();  // a leak found ends the process here, with LeakSanitizer's status
+    std::_Exit(0);
+  }).detach();
+}
+#else
+void leak_check_on_sigterm() {}
+#endif
 
 constexpr const char* kUsage =
     R"(redshift-tasker: run Amazon Redshift SQL for Step Functions and CloudFormation
@@ -96,6 +133,7 @@ int report_init_error(rstasker::lambda::RuntimeClient& client, std::string_view 
 }
 
 int run_lambda(const char* runtime_api) {
+  leak_check_on_sigterm();
   // The Runtime API is plain HTTP on the loopback interface: no need to load libcurl to reach it.
   rstasker::lambda::RuntimeClient client(runtime_api, rstasker::aws::make_plain_http_transport());
   std::unique_ptr<rstasker::tasker::Tasker> tasker;

@@ -110,10 +110,10 @@ pid_t start_child(const ChildSpec& spec) {
   return pid;
 }
 
-void kill_child_group(pid_t pid) {
+void kill_child_group(pid_t pid, int signal_number) {
   if (pid <= 0) return;
-  ::kill(-pid, SIGKILL);
-  ::kill(pid, SIGKILL);
+  ::kill(-pid, signal_number);
+  ::kill(pid, signal_number);
 }
 
 int run_helper(const ChildSpec& spec, std::chrono::milliseconds timeout) {

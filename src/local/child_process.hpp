@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <string>
 #include <utility>
@@ -27,8 +28,9 @@ struct ChildSpec {
 // exec's reason when the program cannot be executed.
 pid_t start_child(const ChildSpec& spec);
 
-// SIGKILLs the child's process group (and the child, should it have left the group).
-void kill_child_group(pid_t pid);
+// Sends `signal_number` (SIGKILL unless told) to the child's process group, and to the child
+// should it have left the group.
+void kill_child_group(pid_t pid, int signal_number = SIGKILL);
 
 // Runs a helper program to completion with the given environment; returns its exit status (or
 // 128 + signal), killing it after `timeout`. Its output goes to `output_fd` (-1: discarded).

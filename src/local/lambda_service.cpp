@@ -46,6 +46,10 @@ constexpr std::size_t kMaxAsyncPayload = 262144;  // 256 KB
 constexpr std::size_t kMaxResponse = 6291556;     // as Lambda: 100 bytes more than 6 MiB
 constexpr std::size_t kLogTailBytes = 4096;
 constexpr auto kSupervisorTick = std::chrono::milliseconds(50);
+// How long an instance stopped on purpose (idle, retired, shutdown) has between SIGTERM and
+// SIGKILL. Lambda gives a runtime 500 ms when it has extensions; longer here so that a
+// sanitizer build's leak check (run on SIGTERM) can finish and be read in the function's log.
+constexpr auto kStopGrace = std::chrono::seconds(3);
 constexpr auto kConfigTimeout = std::chrono::seconds(10);
 
 std::string error_payload(std::string_view type, std::string_view message) {
@@ -122,10 +126,11 @@ struct Instance {
   std::optional<Clock::duration> init_duration;  // reported with the first invocation
   State state = State::kStarting;
   bool reached_next = false;
-  bool retired = false;               // runs an older revision: takes no more invocations
-  bool stopping = false;              // being killed: its GET /next must return
-  bool expected_exit = false;         // killed on purpose (idle, retired, timeout, shutdown)
-  std::optional<Outcome> init_error;  // posted to /init/error, or an init timeout
+  bool retired = false;                      // runs an older revision: takes no more invocations
+  bool stopping = false;                     // being killed: its GET /next must return
+  bool expected_exit = false;                // killed on purpose (idle, retired, timeout, shutdown)
+  std::optional<Clock::time_point> kill_at;  // sent SIGTERM: SIGKILL if still there by then
+  std::optional<Outcome> init_error;         // posted to /init/error, or an init timeout
   std::shared_ptr<Invocation> current;
 
   // Runtime API listener (not guarded: created before the instance is shared, joined after it
@@ -314,7 +319,7 @@ class LambdaService::Impl {
           invocation->complete({false, {}, {}, service_error("tasker-local is shutting down")});
         }
         pool->queue.clear();
-        for (auto& instance : pool->instances) kill(*instance, /*expected=*/true);
+        for (auto& instance : pool->instances) stop(*instance);
       }
       work_ready_.notify_all();
     }
@@ -453,7 +458,7 @@ class LambdaService::Impl {
           !instance->retired) {
         instance->retired = true;
         if (instance->state == State::kStarting || instance->state == State::kIdle) {
-          kill(*instance, /*expected=*/true);
+          stop(*instance);
         }
       }
     }
@@ -596,11 +601,28 @@ class LambdaService::Impl {
     instance.server_thread = std::thread([&server] { server.listen_after_bind(); });
   }
 
-  // Marks an instance for death and SIGKILLs it (once it has a pid; spawn checks `stopping`).
+  // Marks an instance for death and SIGKILLs it (once it has a pid; spawn checks `stopping`):
+  // what Lambda does on a time-out or a failed init.
   void kill(Instance& instance, bool expected) {
     if (expected) instance.expected_exit = true;
     instance.stopping = true;
     if (instance.pid > 0) kill_child_group(instance.pid);
+    work_ready_.notify_all();
+  }
+
+  // Stops an instance on purpose (idle, retired, shutdown) as Lambda shuts a sandbox down:
+  // SIGTERM, then SIGKILL after kStopGrace (enforce_timers) if it has not exited. An instance
+  // without a process yet is killed when it gets one (spawn checks `stopping`).
+  void stop(Instance& instance) {
+    if (instance.stopping) return;  // already on its way out
+    if (instance.pid <= 0) {
+      kill(instance, /*expected=*/true);
+      return;
+    }
+    instance.expected_exit = true;
+    instance.stopping = true;
+    instance.kill_at = Clock::now() + kStopGrace;
+    kill_child_group(instance.pid, SIGTERM);
     work_ready_.notify_all();
   }
 
@@ -660,7 +682,7 @@ class LambdaService::Impl {
         return stopping_ || instance.stopping || instance.retired || !instance.pool->queue.empty();
       });
       if (stopping_ || instance.stopping || instance.retired) {
-        if (instance.retired) kill(instance, /*expected=*/true);
+        if (instance.retired) stop(instance);
         res.status = 410;
         res.set_content(error_payload("Runtime.Shutdown", "this instance is being stopped"),
                         "application/json");
@@ -741,7 +763,7 @@ class LambdaService::Impl {
       res.set_content(R"({"status":"OK"})", "application/json");
     }
     finish(instance, invocation, std::move(outcome));
-    if (instance.retired) kill(instance, /*expected=*/true);
+    if (instance.retired) stop(instance);
   }
 
   void post_init_error(Instance& instance, const httplib::Request& req, const std::string& body,
@@ -900,6 +922,12 @@ class LambdaService::Impl {
     const auto now = Clock::now();
     for (auto& [arn, pool] : pools_) {
       for (auto& instance : pool->instances) {
+        if (instance->state != State::kDead && instance->kill_at && now >= *instance->kill_at) {
+          spdlog::debug("lambda {}: instance {} outlived its SIGTERM; killing it",
+                        instance->config.name, instance->hex_id.substr(0, 8));
+          instance->kill_at.reset();
+          kill_child_group(instance->pid);
+        }
         if (instance->state == State::kDead || instance->stopping) continue;
         if (instance->state == State::kBusy && instance->current &&
             now >= instance->current->deadline) {
@@ -924,7 +952,7 @@ class LambdaService::Impl {
                    now - instance->idle_since > options_.idle_timeout) {
           spdlog::debug("lambda {}: stopping idle instance {}", instance->config.name,
                         instance->hex_id.substr(0, 8));
-          kill(*instance, /*expected=*/true);
+          stop(*instance);
         }
       }
     }

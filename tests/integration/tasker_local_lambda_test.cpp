@@ -6,9 +6,12 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <memory>
 #include <set>
@@ -38,11 +41,19 @@ constexpr const char* kRegion = "us-east-1";
 constexpr const char* kRole = "arn:aws:iam::123456789012:role/runtime-test";
 
 // A custom runtime in a few lines of Python: echoes the event with what Lambda told it, and
-// misbehaves on request (sleep, crash, fail); MODE=init-error fails its initialisation.
+// misbehaves on request (sleep, crash, fail); MODE=init-error fails its initialisation. It logs a
+// SIGTERM and exits, or with MODE=ignore-sigterm carries on.
 constexpr const char* kRuntime = R"PY(
-import json, os, sys, time, urllib.request
+import json, os, signal, sys, time, urllib.request
 
 api = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + "/2018-06-01/runtime"
+
+def on_sigterm(signum, frame):
+    print("SIGTERM received by", os.getpid(), flush=True)
+    if os.environ.get("MODE") != "ignore-sigterm":
+        sys.exit(0)
+
+signal.signal(signal.SIGTERM, on_sigterm)
 
 def post(path, body, error_type=None):
     headers = {"Content-Type": "application/json"}
@@ -371,6 +382,56 @@ TEST_F(TaskerLocalLambdaTest, AConfigurationChangeRetiresTheWarmInstances) {
   }
   EXPECT_EQ(after.at("env").at("GREETING"), "after");
   EXPECT_NE(after.at("pid"), before.at("pid"));
+}
+
+// Everything the function's instances wrote to their logs so far.
+std::string function_logs(const std::filesystem::path& functions_dir, const std::string& name) {
+  std::string text;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(functions_dir / name, error)) {
+    text += read_file(entry.path());
+  }
+  return text;
+}
+
+// Asks `predicate` until it holds (true) or `limit` passes (false).
+bool eventually(const std::function<bool()>& predicate, std::chrono::seconds limit = 15s) {
+  const auto give_up = Clock::now() + limit;
+  while (!predicate()) {
+    if (Clock::now() > give_up) return false;
+    std::this_thread::sleep_for(50ms);
+  }
+  return true;
+}
+
+// An instance stopped on purpose (here: retired by a configuration change) is told with SIGTERM,
+// as Lambda shuts a sandbox down, so a runtime can end cleanly (and a sanitizer build run its leak
+// check); one that ignores SIGTERM is killed a few seconds later.
+TEST_F(TaskerLocalLambdaTest, AnInstanceStoppedOnPurposeGetsSigtermThenSigkill) {
+  for (const std::string mode : {"exit", "ignore-sigterm"}) {
+    SCOPED_TRACE(mode);
+    const std::string name = "stopped-" + mode;
+    ASSERT_NO_FATAL_FAILURE(create_function(name, 30, {{"MODE", mode}, {"GREETING", "before"}}));
+    const int before = echo(name).at("pid").get<int>();
+    aws::HttpResponse updated = send(
+        edge_, "PUT", "/2015-03-31/functions/" + name + "/configuration",
+        Json({{"Environment", {{"Variables", {{"MODE", mode}, {"GREETING", "after"}}}}}}).dump());
+    ASSERT_EQ(updated.status, 200) << updated.body;
+    int after = before;
+    EXPECT_TRUE(eventually([&] {
+      Json answer = echo(name);
+      after = answer.at("pid").get<int>();
+      return answer.at("env").at("GREETING") == "after";
+    }));
+    EXPECT_NE(after, before);
+    const std::string received = "SIGTERM received by " + std::to_string(before);
+    EXPECT_TRUE(eventually([&] {
+      return function_logs(work_dir_ / "functions", name).find(received) != std::string::npos;
+    })) << function_logs(work_dir_ / "functions", name);
+    // Gone either way: by its own exit, or by the SIGKILL that follows an ignored SIGTERM.
+    EXPECT_TRUE(eventually([&] { return ::kill(before, 0) != 0 && errno == ESRCH; }))
+        << "instance " << before << " still runs";
+  }
 }
 
 // Under ReportBatchItemFailures, as Lambda documents it: no answer, null, an empty or null
