@@ -300,7 +300,10 @@ StartResult Launcher::start_keyed(const StartRequest& request, const aws::CallCo
                                         context)) {
       continue;  // another start with this key got there first: follow it
     }
-    if (request.singleton) acquire_singleton(record.lock_key, record.key.statement_name(), context);
+    if (request.singleton) {
+      acquire_singleton(record.lock_key, record.key.statement_name(), context);
+      refuse_if_running_elsewhere(request, record.lock_key, record.key.statement_name(), context);
+    }
     // A failed insert leaves the lock to be taken over later: another start with this key may
     // hold the same lock under the same name.
     if (!state_->insert(record, context)) continue;  // another start recorded it: follow it

@@ -787,6 +787,28 @@ TEST_F(IdempotencyKeyTest, ASingletonRepeatIsNotRefusedByItsOwnLock) {
   EXPECT_EQ(redshift->executed().size(), 1u);
 }
 
+// A key does not bypass the singleton's rule: the same SQL running, whoever started it, refuses
+// it, and the refusal keeps no lock.
+TEST_F(IdempotencyKeyTest, AKeyedSingletonRefusesWhileTheSameSqlRunsElsewhere) {
+  Json plain = tasker.handle({{"sqlStatement", "call sp_load()"}}, context);
+  Json event = keyed("TOKEN-ATTEMPT-1");
+  event["action"] = "executeSingletonStatement";
+  Error refused = error_of(event);
+  EXPECT_EQ(refused.name(), "ConcurrentExecution");
+  EXPECT_NE(refused.message().find(plain["Id"].get<std::string>()), std::string::npos)
+      << refused.message();
+  EXPECT_TRUE(state->locks().empty()) << "a refused singleton keeps no lock";
+  EXPECT_EQ(redshift->executed().size(), 1u);
+  // Once the other statement has ended, a retry with the same key runs it, once.
+  redshift->set_status(plain["Id"], "FINISHED");
+  event["taskToken"] = "TOKEN-ATTEMPT-2";
+  Json ran = tasker.handle(event, context);
+  EXPECT_NE(ran["Id"], plain["Id"]);
+  event["taskToken"] = "TOKEN-ATTEMPT-3";
+  EXPECT_EQ(tasker.handle(event, context)["Id"], ran["Id"]);
+  EXPECT_EQ(redshift->executed().size(), 2u);
+}
+
 TEST_F(IdempotencyKeyTest, AKeyWithoutAWaiterReturnsTheSameStatement) {
   Json event = {{"sqlStatement", "call sp_load()"}, {"idempotencyKey", "nightly-2026-12-02"}};
   Json first = tasker.handle(event, context);
