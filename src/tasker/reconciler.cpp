@@ -100,7 +100,7 @@ Json Reconciler::run(std::chrono::seconds older_than, const aws::CallContext& co
       }
       ++examined;
       const Examined result = examine(record, now, context);
-      keep_alive(record, result, context);
+      after_visit(record, result, now, context);
       switch (result) {
         case Examined::kCompleted:
           ++completed;
@@ -165,9 +165,16 @@ Reconciler::Examined Reconciler::answer_never_started(const StatementRecord& rec
                           Examined::kNeverStarted);
 }
 
-void Reconciler::keep_alive(const StatementRecord& record, Examined examined,
-                            const aws::CallContext& context) {
+void Reconciler::after_visit(const StatementRecord& record, Examined examined, std::int64_t now,
+                             const aws::CallContext& context) {
   if (examined != Examined::kRunning && examined != Examined::kRetryLater) return;
+  try {
+    state_->note_reconciled(
+        record.key, now, examined == Examined::kRunning ? "stillRunning" : "retryLater", context);
+  } catch (const std::exception& e) {
+    spdlog::warn("reconcile: could not note its visit of {}: {}", record.key.statement_name(),
+                 e.what());
+  }
   const std::int64_t now_s = now_epoch_seconds();
   if (record.expires_at_s - now_s >= kMinWaitingRecordSeconds / 2) return;
   try {

@@ -129,6 +129,8 @@ StatementRecord record_from_item(const Json& item) {
   r.claim_until_ms = item_n(item, "claimUntil").value_or(0);
   r.outcome = item_s(item, "outcome").value_or("");
   r.idempotency_id = item_s(item, "idempotencyId").value_or("");
+  r.reconciled_at_ms = item_n(item, "reconciledAt").value_or(0);
+  r.reconcile_result = item_s(item, "reconcileResult").value_or("");
   return r;
 }
 
@@ -464,6 +466,29 @@ class DynamoStateTable final : public StateTable {
              {":waiting", attr_s("WAITING")},
              {":claimed", attr_s("CLAIMED")}}}},
           context);
+      return true;
+    } catch (const Error& e) {
+      if (services::is_condition_failure(e)) return false;
+      throw;
+    }
+  }
+
+  bool note_reconciled(const StatementKey& key, std::int64_t at_ms, const std::string& result,
+                       const aws::CallContext& context) override {
+    // Setting the same values again changes nothing: a retry after a lost reply is harmless.
+    try {
+      db_->update_item({{"TableName", table_},
+                        {"Key", key_of(key)},
+                        {"UpdateExpression", "SET reconciledAt = :at, reconcileResult = :result"},
+                        {"ConditionExpression",
+                         "attribute_exists(id) AND (#state = :waiting OR #state = :claimed)"},
+                        {"ExpressionAttributeNames", names_for({"#state"})},
+                        {"ExpressionAttributeValues",
+                         {{":at", attr_n(at_ms)},
+                          {":result", attr_s(result)},
+                          {":waiting", attr_s("WAITING")},
+                          {":claimed", attr_s("CLAIMED")}}}},
+                       context);
       return true;
     } catch (const Error& e) {
       if (services::is_condition_failure(e)) return false;

@@ -36,6 +36,10 @@ Json list_waiting(StateTable& state, std::size_t limit, const std::string& curso
                  {"startedAt", iso8601_utc(record.created_at_ms)},
                  {"ageSeconds", std::max<std::int64_t>(0, (now_ms - record.created_at_ms) / 1000)},
                  {"singleton", !record.lock_key.empty()}};
+    if (record.reconciled_at_ms > 0) {
+      item["lastReconcileAt"] = iso8601_utc(record.reconciled_at_ms);
+      item["lastReconcileResult"] = record.reconcile_result;
+    }
     if (record.claim_until_ms > 0) item["lastAttemptUntil"] = iso8601_utc(record.claim_until_ms);
     waiting.push_back(std::move(item));
   }

@@ -2,6 +2,7 @@
 // sparse waiting index, singleton locks, and the 20-caller singleton race through the tasker.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <thread>
@@ -244,6 +245,31 @@ TEST_F(StateTableTest, KeepUntilOnlyLengthensTheLifeOfRecordsStillWaiting) {
   ASSERT_TRUE(table->finish(r.key, "o", "FINISHED", ctx_));
   EXPECT_FALSE(table->keep_until(r.key, later + 2, ctx_)) << "a done record is not kept";
   EXPECT_FALSE(table->keep_until({"exec-none", "1.000000"}, later, ctx_));
+}
+
+TEST_F(StateTableTest, ReconcilesVisitIsNotedOnRecordsStillWaitingOnly) {
+  StatementRecord r = waiting_record("exec-visited", now_epoch_ms());
+  ASSERT_TRUE(table->insert(r, ctx_));
+  EXPECT_EQ(table->get(r.key, ctx_)->reconciled_at_ms, 0);
+  EXPECT_TRUE(table->note_reconciled(r.key, 1793567666000, "stillRunning", ctx_));
+  StatementRecord read = *table->get(r.key, ctx_);
+  EXPECT_EQ(read.reconciled_at_ms, 1793567666000);
+  EXPECT_EQ(read.reconcile_result, "stillRunning");
+  // The waiting index carries it too (listWaiting reads the index).
+  WaitingPage page = table->waiting_before(now_epoch_ms() + 1000, 100, "", ctx_);
+  auto listed = std::find_if(page.records.begin(), page.records.end(),
+                             [&](const StatementRecord& x) { return x.key.id == r.key.id; });
+  ASSERT_NE(listed, page.records.end());
+  EXPECT_EQ(listed->reconcile_result, "stillRunning");
+  ASSERT_EQ(table->claim(r.key, "o", now_epoch_ms() + 60000, ctx_).result, ClaimResult::kClaimed);
+  EXPECT_TRUE(table->note_reconciled(r.key, 1793567667000, "retryLater", ctx_));
+  ASSERT_TRUE(table->finish(r.key, "o", "FINISHED", ctx_));
+  EXPECT_FALSE(table->note_reconciled(r.key, 1793567668000, "stillRunning", ctx_))
+      << "an answered record is left as it is";
+  EXPECT_EQ(table->get(r.key, ctx_)->reconcile_result, "retryLater");
+  EXPECT_FALSE(table->note_reconciled({"exec-none", "1.000000"}, 1, "stillRunning", ctx_))
+      << "nothing is created";
+  EXPECT_FALSE(table->get({"exec-none", "1.000000"}, ctx_));
 }
 
 TEST_F(StateTableTest, TheWaitingIndexHoldsOnlyTrackedUnfinishedRecordsOldestFirst) {

@@ -186,6 +186,20 @@ void MemoryStateTable::mark_start_failed(const StatementKey& key, const std::str
   it->second.outcome = reason;
 }
 
+bool MemoryStateTable::note_reconciled(const StatementKey& key, std::int64_t at_ms,
+                                       const std::string& result, const aws::CallContext&) {
+  enter("note_reconciled", true);
+  std::lock_guard lock(mutex_);
+  auto it = records_.find({key.id, key.invocation_id});
+  if (it == records_.end() ||
+      (it->second.state != RecordState::kWaiting && it->second.state != RecordState::kClaimed)) {
+    return false;
+  }
+  it->second.reconciled_at_ms = at_ms;
+  it->second.reconcile_result = result;
+  return true;
+}
+
 bool MemoryStateTable::keep_until(const StatementKey& key, std::int64_t expires_at_s,
                                   const aws::CallContext&) {
   enter("keep_until", true);

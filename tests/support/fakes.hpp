@@ -108,6 +108,8 @@ class MemoryStateTable : public tasker::StateTable {
                     const aws::CallContext& context) override;
   bool keep_until(const tasker::StatementKey& key, std::int64_t expires_at_s,
                   const aws::CallContext& context) override;
+  bool note_reconciled(const tasker::StatementKey& key, std::int64_t at_ms,
+                       const std::string& result, const aws::CallContext& context) override;
 
   // Stores `record` as it is, replacing any with its key (a test setting up an old record).
   void replace(const tasker::StatementRecord& record);

@@ -53,11 +53,12 @@ class Reconciler {
                    const aws::CallContext& context);
   // A CloudFormation request whose statement never started: answered FAILED, the record DONE.
   Examined answer_never_started(const StatementRecord& record, const aws::CallContext& context);
-  // A record that still waits after this visit (`examined` says how it went) and has less than
-  // half of kMinWaitingRecordSeconds to live is given kMinWaitingRecordSeconds from now, so it
-  // is never forgotten before it is answered. A failure is only logged (the next run tries).
-  void keep_alive(const StatementRecord& record, Examined examined,
-                  const aws::CallContext& context);
+  // A record that still waits after this visit (`examined` says how it went) gets the visit
+  // noted (listWaiting shows it), and one with less than half of kMinWaitingRecordSeconds to
+  // live is given kMinWaitingRecordSeconds from now, so it is never forgotten before it is
+  // answered. A failure is only logged (the next run tries again).
+  void after_visit(const StatementRecord& record, Examined examined, std::int64_t now,
+                   const aws::CallContext& context);
   // What a completion's disposition counts as; `completed` when this run completed it.
   static Examined after_completion(Disposition disposition, Examined completed);
   // Writes the statement id found by name into a record whose start could not write it (for

@@ -72,6 +72,10 @@ struct StatementRecord {
   std::string outcome;  // how it ended (DONE / START_FAILED), for people reading the table
   // The idempotency marker that names this record (IdempotencyMarker::id()), or "".
   std::string idempotency_id;
+  // Reconcile's last visit while the record still waited: when, and what it found
+  // ("stillRunning" or "retryLater"); 0 and "" before the first.
+  std::int64_t reconciled_at_ms = 0;
+  std::string reconcile_result;
   // Whether reconcile should look at it: it has a waiter or holds a lock.
   bool tracked() const { return waiter.kind != WaiterKind::kNone || !lock_key.empty(); }
 };
@@ -216,6 +220,11 @@ class StateTable {
   // kept that long.
   virtual bool keep_until(const StatementKey& key, std::int64_t expires_at_s,
                           const aws::CallContext& context) = 0;
+
+  // Notes reconcile's visit of a record that still waits (WAITING or CLAIMED): when, and what
+  // it found. False when the record is answered or gone (nothing is written then).
+  virtual bool note_reconciled(const StatementKey& key, std::int64_t at_ms,
+                               const std::string& result, const aws::CallContext& context) = 0;
 };
 
 // Name of the sparse global secondary index of waiting records.

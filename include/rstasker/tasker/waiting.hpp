@@ -14,8 +14,10 @@ namespace rstasker::tasker {
 // {"waiting": [{"statementName", "statementId", "state" (WAITING / CLAIMED), "waiter"
 // (StepFunctions / CloudFormation / None), "target" (the execution ARN, or {"stackId",
 // "logicalResourceId", "requestType"}), "startedAt" (ISO 8601), "ageSeconds", "singleton"
-// (bool), "lastAttemptUntil" (ISO 8601, when a completion attempt — an event's or reconcile's
-// — claimed it: until when that claim holds)}], "nextToken"} with "nextToken" only when more
+// (bool), "lastReconcileAt" (ISO 8601) and "lastReconcileResult" ("stillRunning" or
+// "retryLater") once reconcile has visited it while it waited, "lastAttemptUntil" (ISO 8601, when
+// a completion attempt — an event's or reconcile's — claimed it: until when that claim
+// holds)}], "nextToken"} with "nextToken" only when more
 // follow. No secret is listed: no task token, no response URL. `limit` is 1 to 100; `cursor`
 // is "" or a page's nextToken (InvalidRequest otherwise).
 Json list_waiting(StateTable& state, std::size_t limit, const std::string& cursor,

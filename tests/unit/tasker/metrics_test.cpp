@@ -7,6 +7,7 @@
 
 #include <cstdio>
 
+#include "rstasker/common/deadline.hpp"
 #include "rstasker/common/error.hpp"
 #include "rstasker/tasker/tasker.hpp"
 #include "support/emf.hpp"
@@ -240,6 +241,24 @@ TEST_F(TaskerMetrics, ListWaitingPagesThroughWhatWaitsWithoutSecrets) {
   EXPECT_EQ(last_["errorType"], "InvalidRequest");
   invoke({{"action", "listWaiting"}, {"limit", 101}});
   EXPECT_EQ(last_["errorType"], "InvalidRequest");
+}
+
+// Reconcile's last visit of a statement that still runs is listed: when, and what it found.
+TEST_F(TaskerMetrics, ListWaitingShowsReconcilesLastVisit) {
+  auto [name, id] = start(1);
+  invoke({{"action", "listWaiting"}});
+  ASSERT_EQ(last_["waiting"].size(), 1u) << last_.dump();
+  EXPECT_FALSE(last_["waiting"][0].contains("lastReconcileAt")) << "not visited yet";
+
+  const std::int64_t before = rstasker::now_epoch_ms() / 1000 * 1000;
+  invoke({{"action", "reconcile"}, {"olderThanSeconds", 0}});
+  ASSERT_EQ(last_.value("stillRunning", -1), 1) << last_.dump();
+  invoke({{"action", "listWaiting"}});
+  ASSERT_EQ(last_["waiting"].size(), 1u) << last_.dump();
+  const Json& item = last_["waiting"][0];
+  EXPECT_EQ(item.value("lastReconcileResult", ""), "stillRunning") << item.dump();
+  ASSERT_TRUE(item.contains("lastReconcileAt")) << item.dump();
+  EXPECT_GE(item["lastReconcileAt"].get<std::string>(), rstasker::iso8601_utc(before));
 }
 
 TEST(EventTime, ReadsEventBridgeTimesAndRefusesOthers) {
