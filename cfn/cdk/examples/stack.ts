@@ -16,8 +16,14 @@ export interface ExamplesStackProps extends StackProps {
   readonly code?: lambda.Code;
   /** A statement that runs long enough to be cancelled (pg_sleep is PostgreSQL's). */
   readonly longRunningSql?: string;
-  /** A statement that runs a few seconds. */
+  /** A statement that runs a few seconds (polling). */
   readonly slowSql?: string;
+  /**
+   * A statement that runs a few seconds, started as a singleton by both branches of
+   * parallel_no_concurrency. Keep it different from slowSql: a singleton is refused while any
+   * statement with the same SQL runs on the target, whoever started it.
+   */
+  readonly singletonSql?: string;
   /** The reconcile schedule (off in the local stack, whose moto runs no schedules). */
   readonly enableReconcile?: boolean;
 }
@@ -37,6 +43,7 @@ export class ExamplesStack extends Stack {
     const tasker = this.tasker;
     const longRunningSql = props.longRunningSql ?? 'select pg_sleep(600)';
     const slowSql = props.slowSql ?? 'select pg_sleep(5)';
+    const singletonSql = props.singletonSql ?? 'select pg_sleep(5) as singleton_example';
 
     // single_success: one statement, completed by the tasker's callback.
     {
@@ -93,7 +100,7 @@ export class ExamplesStack extends Stack {
       const scope = new Construct(this, 'ParallelNoConcurrencyStates');
       const both = new sfn.Parallel(scope, 'Both');
       for (const branch of ['A', 'B']) {
-        const run = new RedshiftSqlTask(scope, `Run${branch}`, { tasker, sqlStatement: slowSql, singleton: true });
+        const run = new RedshiftSqlTask(scope, `Run${branch}`, { tasker, sqlStatement: singletonSql, singleton: true });
         run.addCatch(new sfn.Pass(scope, `Refused${branch}`, { result: sfn.Result.fromString('refused') }), {
           errors: [TaskerErrors.CONCURRENT_EXECUTION],
         });
