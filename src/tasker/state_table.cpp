@@ -453,47 +453,16 @@ class DynamoStateTable final : public StateTable {
 
   bool keep_until(const StatementKey& key, std::int64_t expires_at_s,
                   const aws::CallContext& context) override {
-    try {
-      db_->update_item(
-          {{"TableName", table_},
-           {"Key", key_of(key)},
-           {"UpdateExpression", "SET #ttl = :ttl"},
-           {"ConditionExpression",
-            "attribute_exists(id) AND (#state = :waiting OR #state = :claimed) AND #ttl < :ttl"},
-           {"ExpressionAttributeNames", names_for({"#ttl", "#state"})},
-           {"ExpressionAttributeValues",
-            {{":ttl", attr_n(expires_at_s)},
-             {":waiting", attr_s("WAITING")},
-             {":claimed", attr_s("CLAIMED")}}}},
-          context);
-      return true;
-    } catch (const Error& e) {
-      if (services::is_condition_failure(e)) return false;
-      throw;
-    }
+    return update_while_waiting(key, "SET #ttl = :ttl", " AND #ttl < :ttl", names_for({"#ttl"}),
+                                {{":ttl", attr_n(expires_at_s)}}, context);
   }
 
   bool note_reconciled(const StatementKey& key, std::int64_t at_ms, const std::string& result,
                        const aws::CallContext& context) override {
     // Setting the same values again changes nothing: a retry after a lost reply is harmless.
-    try {
-      db_->update_item({{"TableName", table_},
-                        {"Key", key_of(key)},
-                        {"UpdateExpression", "SET reconciledAt = :at, reconcileResult = :result"},
-                        {"ConditionExpression",
-                         "attribute_exists(id) AND (#state = :waiting OR #state = :claimed)"},
-                        {"ExpressionAttributeNames", names_for({"#state"})},
-                        {"ExpressionAttributeValues",
-                         {{":at", attr_n(at_ms)},
-                          {":result", attr_s(result)},
-                          {":waiting", attr_s("WAITING")},
-                          {":claimed", attr_s("CLAIMED")}}}},
-                       context);
-      return true;
-    } catch (const Error& e) {
-      if (services::is_condition_failure(e)) return false;
-      throw;
-    }
+    return update_while_waiting(key, "SET reconciledAt = :at, reconcileResult = :result", "",
+                                Json::object(),
+                                {{":at", attr_n(at_ms)}, {":result", attr_s(result)}}, context);
   }
 
   bool acquire_lock(const SingletonLock& lock, std::int64_t now_ms,
@@ -562,6 +531,32 @@ class DynamoStateTable final : public StateTable {
   }
 
  private:
+  // An UpdateItem applied only while the record still waits (WAITING or CLAIMED) and
+  // `extra_condition` (" AND ...") holds; false when it does not (or the record is gone).
+  // `names` and `values` are the update's own, beside #state, :waiting and :claimed.
+  bool update_while_waiting(const StatementKey& key, const std::string& update,
+                            const std::string& extra_condition, Json names, Json values,
+                            const aws::CallContext& context) {
+    names.update(names_for({"#state"}));
+    values[":waiting"] = attr_s("WAITING");
+    values[":claimed"] = attr_s("CLAIMED");
+    try {
+      db_->update_item(
+          {{"TableName", table_},
+           {"Key", key_of(key)},
+           {"UpdateExpression", update},
+           {"ConditionExpression",
+            "attribute_exists(id) AND (#state = :waiting OR #state = :claimed)" + extra_condition},
+           {"ExpressionAttributeNames", std::move(names)},
+           {"ExpressionAttributeValues", std::move(values)}},
+          context);
+      return true;
+    } catch (const Error& e) {
+      if (services::is_condition_failure(e)) return false;
+      throw;
+    }
+  }
+
   // Runs a conditional PutItem or UpdateItem (an UpdateExpression starting with "SET ") so that a
   // retry cannot misread it. The write stamps the item with a fresh write id. When its reply is
   // lost (a 500 after DynamoDB applied it, a reset connection), JsonClient sends it again and the
