@@ -108,6 +108,8 @@ Run run_once(const std::string& binary, int i, const FakeDataApi* data_api) {
 
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
+  // Its logs and its EMF metrics (standard output) are not this program's answer.
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
   posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
   auto started = Clock::now();
   pid_t pid = 0;
