@@ -22,6 +22,7 @@
 #include "support/paths.hpp"
 #include "support/postgres_server.hpp"
 #include "support/process.hpp"
+#include "support/tasker_local.hpp"
 
 namespace rstasker::testing {
 namespace {
@@ -50,33 +51,16 @@ class FaultsTest : public ::testing::Test {
       std::ofstream(rules_file) << R"({"seed": 7, "rules": [{"name": "from-file",
           "service": "dynamodb", "operation": "ListTables", "fault": "refuse",
           "error": "ServiceUnavailable"}]})";
-      ProcessOptions options;
-      options.argv = {(binary_dir() / "tasker-local").string(),
-                      "--port",
-                      std::to_string(edge_port),
-                      "--moto-url",
-                      moto_->endpoint(),
-                      "--pg",
-                      postgres_->client_conninfo(),
-                      "--region",
-                      kRegion,
-                      "--access-key-id",
-                      kKey.access_key_id,
-                      "--secret-access-key",
-                      kKey.secret_access_key,
-                      "--accept-key",
-                      kOtherKey.access_key_id + ":" + kOtherKey.secret_access_key,
-                      "--faults",
-                      rules_file.string(),
-                      "--log-dir",
-                      (work_dir_ / "functions").string(),
-                      "--cache-dir",
-                      (work_dir_ / "code").string()};
-      options.log_name = "tasker-local-faults";
-      tasker_local_ = std::make_unique<Process>(options);
-      if (!wait_for_tcp_port(edge_port, 30s, tasker_local_.get())) {
-        throw std::runtime_error("tasker-local did not listen:\n" + tasker_local_->log_tail());
-      }
+      tasker_local_ =
+          start_tasker_local({.port = edge_port,
+                              .moto_url = moto_->endpoint(),
+                              .region = kRegion,
+                              .key = kKey,
+                              .work_dir = work_dir_,
+                              .extra = {"--pg", postgres_->client_conninfo(), "--accept-key",
+                                        kOtherKey.access_key_id + ":" + kOtherKey.secret_access_key,
+                                        "--faults", rules_file.string()},
+                              .log_name = "tasker-local-faults"});
       edge_ = "http://127.0.0.1:" + std::to_string(edge_port);
       transport_ = aws::make_curl_transport();
       dynamodb_ = client(aws::protocol::kDynamoDb, "dynamodb", kKey);
@@ -103,10 +87,7 @@ class FaultsTest : public ::testing::Test {
   }
 
   static void TearDownTestSuite() {
-    if (tasker_local_) {
-      EXPECT_EQ(tasker_local_->stop(10s), 0) << tasker_local_->log_tail();
-    }
-    tasker_local_.reset();
+    expect_clean_stop(tasker_local_);
     moto_.reset();
     postgres_.reset();
   }

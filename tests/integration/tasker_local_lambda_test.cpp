@@ -29,6 +29,7 @@
 #include "support/moto_server.hpp"
 #include "support/paths.hpp"
 #include "support/process.hpp"
+#include "support/tasker_local.hpp"
 
 namespace rstasker::testing {
 namespace {
@@ -114,31 +115,13 @@ class TaskerLocalLambdaTest : public ::testing::Test {
       work_dir_ = test_log_dir() / ("tasker-local-lambda." + std::to_string(::getpid()));
       std::filesystem::remove_all(work_dir_);
       std::filesystem::create_directories(work_dir_);
-      ProcessOptions options;
-      options.argv = {(binary_dir() / "tasker-local").string(),
-                      "--port",
-                      std::to_string(edge_port_),
-                      "--moto-url",
-                      moto_->endpoint(),
-                      "--region",
-                      kRegion,
-                      "--access-key-id",
-                      kKey.access_key_id,
-                      "--secret-access-key",
-                      kKey.secret_access_key,
-                      "--log-dir",
-                      (work_dir_ / "functions").string(),
-                      "--cache-dir",
-                      (work_dir_ / "code").string(),
-                      "--max-instances",
-                      "4",
-                      "--log-level",
-                      "debug"};
-      options.log_name = "tasker-local";
-      tasker_local_ = std::make_unique<Process>(options);
-      if (!wait_for_tcp_port(edge_port_, 30s, tasker_local_.get())) {
-        throw std::runtime_error("tasker-local did not listen:\n" + tasker_local_->log_tail());
-      }
+      tasker_local_ =
+          start_tasker_local({.port = edge_port_,
+                              .moto_url = moto_->endpoint(),
+                              .region = kRegion,
+                              .key = kKey,
+                              .work_dir = work_dir_,
+                              .extra = {"--max-instances", "4", "--log-level", "debug"}});
       edge_ = "http://127.0.0.1:" + std::to_string(edge_port_);
       transport_ = aws::make_curl_transport();
       moto_->query("iam", {{"Action", "CreateRole"},
@@ -155,11 +138,7 @@ class TaskerLocalLambdaTest : public ::testing::Test {
   }
 
   static void TearDownTestSuite() {
-    if (tasker_local_) {
-      int status = tasker_local_->stop(10s);
-      EXPECT_EQ(status, 0) << "tasker-local did not stop cleanly:\n" << tasker_local_->log_tail();
-    }
-    tasker_local_.reset();
+    expect_clean_stop(tasker_local_);
     moto_.reset();
     std::error_code ignored;
     std::filesystem::remove_all(work_dir_ / "code", ignored);

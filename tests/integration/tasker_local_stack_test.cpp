@@ -23,6 +23,7 @@
 #include "support/paths.hpp"
 #include "support/postgres_server.hpp"
 #include "support/process.hpp"
+#include "support/tasker_local.hpp"
 
 namespace rstasker::testing {
 namespace {
@@ -69,33 +70,14 @@ class TaskerLocalStackTest : public ::testing::Test {
       std::filesystem::remove_all(work_dir_);
       std::filesystem::create_directories(work_dir_);
 
-      ProcessOptions options;
-      options.argv = {(binary_dir() / "tasker-local").string(),
-                      "--port",
-                      std::to_string(edge_port_),
-                      "--moto-url",
-                      moto_->endpoint(),
-                      "--pg",
-                      postgres_->client_conninfo(),
-                      "--region",
-                      kRegion,
-                      "--access-key-id",
-                      kKey.access_key_id,
-                      "--secret-access-key",
-                      kKey.secret_access_key,
-                      "--accept-key",
-                      "ak:sk",
-                      "--log-dir",
-                      (work_dir_ / "functions").string(),
-                      "--cache-dir",
-                      (work_dir_ / "code").string(),
-                      "--log-level",
-                      "debug"};
-      options.log_name = "tasker-local";
-      tasker_local_ = std::make_unique<Process>(options);
-      if (!wait_for_tcp_port(edge_port_, 30s, tasker_local_.get())) {
-        throw std::runtime_error("tasker-local did not listen:\n" + tasker_local_->log_tail());
-      }
+      tasker_local_ =
+          start_tasker_local({.port = edge_port_,
+                              .moto_url = moto_->endpoint(),
+                              .region = kRegion,
+                              .key = kKey,
+                              .work_dir = work_dir_,
+                              .extra = {"--pg", postgres_->client_conninfo(), "--accept-key",
+                                        "ak:sk", "--log-level", "debug"}});
       edge_ = "http://127.0.0.1:" + std::to_string(edge_port_);
       transport_ = aws::make_curl_transport();
       data_api_ = client(aws::protocol::kRedshiftData, "redshift-data", kKey);
@@ -109,11 +91,7 @@ class TaskerLocalStackTest : public ::testing::Test {
   }
 
   static void TearDownTestSuite() {
-    if (tasker_local_) {
-      int status = tasker_local_->stop(10s);
-      EXPECT_EQ(status, 0) << "tasker-local did not stop cleanly:\n" << tasker_local_->log_tail();
-    }
-    tasker_local_.reset();
+    expect_clean_stop(tasker_local_);
     moto_.reset();
     postgres_.reset();
     // Keep the function logs for a reader of a failure; the code copies are only bulk.
