@@ -97,7 +97,8 @@ void Launcher::refuse_if_running_elsewhere(const StartRequest& request, const st
                                            const aws::CallContext& context) {
   std::optional<std::string> twin;
   try {
-    twin = find_running_twin(*redshift_, request.target, request.sqls, request.parameters, context);
+    twin = find_running_twin(*redshift_, request.target, request.sqls, request.parameters, holder,
+                             context);
   } catch (const Error&) {
     release_quietly(key, holder, context.for_cleanup());
     throw;

@@ -50,6 +50,7 @@ std::optional<std::string> find_running_twin(services::RedshiftData& redshift,
                                              const services::RedshiftTarget& target,
                                              const std::vector<std::string>& sqls,
                                              const std::vector<services::SqlParameter>& parameters,
+                                             const std::string& own_name,
                                              const aws::CallContext& context) {
   const NameValues wanted = canonical_parameters(parameters);
   for (const char* status : kRunningStatuses) {
@@ -63,7 +64,8 @@ std::optional<std::string> find_running_twin(services::RedshiftData& redshift,
       if (auto statements = found.find("Statements");
           statements != found.end() && statements->is_array()) {
         for (const auto& entry : *statements) {
-          if (sqls_of(entry) == sqls && parameters_of(entry) == wanted) {
+          if (sqls_of(entry) == sqls && parameters_of(entry) == wanted &&
+              string_member(entry, "StatementName") != own_name) {
             return string_member(entry, "Id");
           }
         }

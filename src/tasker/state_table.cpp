@@ -453,7 +453,8 @@ class DynamoStateTable final : public StateTable {
 
   bool keep_until(const StatementKey& key, std::int64_t expires_at_s,
                   const aws::CallContext& context) override {
-    return update_while_waiting(key, "SET #ttl = :ttl", " AND #ttl < :ttl", names_for({"#ttl"}),
+    // `<=`, not `<`: a retry after a lost reply meets its own TTL and still counts as kept.
+    return update_while_waiting(key, "SET #ttl = :ttl", " AND #ttl <= :ttl", names_for({"#ttl"}),
                                 {{":ttl", attr_n(expires_at_s)}}, context);
   }
 

@@ -272,6 +272,21 @@ TEST_F(StateTableTest, ReconcilesVisitIsNotedOnRecordsStillWaitingOnly) {
   EXPECT_FALSE(table->get({"exec-none", "1.000000"}, ctx_));
 }
 
+// Reconcile's two writes on a record still waiting, applied and their replies lost: the retry
+// meets its own write and still reports it done.
+TEST_F(StateTableTest, KeepUntilAndTheVisitNoteWhoseRepliesAreLostStillCount) {
+  StatementRecord r = waiting_record("exec-lost-visit", now_epoch_ms());
+  ASSERT_TRUE(table->insert(r, ctx_));
+  const std::int64_t later = r.expires_at_s + 86400;
+  lossy_->lose_reply("UpdateItem", 1, LostReplyTransport::Loss::kServerError);
+  EXPECT_TRUE(table->keep_until(r.key, later, ctx_));
+  EXPECT_EQ(table->get(r.key, ctx_)->expires_at_s, later);
+  lossy_->lose_reply("UpdateItem");
+  EXPECT_TRUE(table->note_reconciled(r.key, 1793567666000, "stillRunning", ctx_));
+  EXPECT_EQ(table->get(r.key, ctx_)->reconcile_result, "stillRunning");
+  EXPECT_EQ(lossy_->lost(), 2);
+}
+
 TEST_F(StateTableTest, TheWaitingIndexHoldsOnlyTrackedUnfinishedRecordsOldestFirst) {
   std::int64_t now = now_epoch_ms();
   StatementRecord old1 = waiting_record("exec-5", now - 50000);

@@ -207,7 +207,7 @@ bool MemoryStateTable::keep_until(const StatementKey& key, std::int64_t expires_
   auto it = records_.find({key.id, key.invocation_id});
   if (it == records_.end() ||
       (it->second.state != RecordState::kWaiting && it->second.state != RecordState::kClaimed) ||
-      it->second.expires_at_s >= expires_at_s) {
+      it->second.expires_at_s > expires_at_s) {
     return false;
   }
   it->second.expires_at_s = expires_at_s;

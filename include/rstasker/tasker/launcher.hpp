@@ -96,7 +96,9 @@ class Launcher {
   void release_quietly(const std::string& lock_key, const std::string& holder,
                        const aws::CallContext& context);
   // With the lock held: throws ConcurrentExecution (releasing the lock first) when a statement
-  // with the request's SQL and parameters runs on its target, started by anyone.
+  // with the request's SQL and parameters runs on its target, started by anyone but `holder`
+  // (the statement name this start runs under: an earlier attempt with the same
+  // idempotencyKey may already run it, and holds the same lock under the same name).
   void refuse_if_running_elsewhere(const StartRequest& request, const std::string& lock_key,
                                    const std::string& holder, const aws::CallContext& context);
 

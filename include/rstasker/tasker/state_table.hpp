@@ -215,9 +215,8 @@ class StateTable {
   virtual void release_lock(const std::string& key, const std::string& holder,
                             const aws::CallContext& context) = 0;
 
-  // Moves the TTL of a record still waiting (WAITING or CLAIMED) to `expires_at_s` when that is
-  // later than its own. False when the record is answered (DONE, START_FAILED), gone, or already
-  // kept that long.
+  // Moves the TTL of a record still waiting (WAITING or CLAIMED) to `expires_at_s` unless its own
+  // is later. False when the record is answered (DONE, START_FAILED), gone, or kept longer.
   virtual bool keep_until(const StatementKey& key, std::int64_t expires_at_s,
                           const aws::CallContext& context) = 0;
 

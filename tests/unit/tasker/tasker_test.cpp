@@ -809,6 +809,28 @@ TEST_F(IdempotencyKeyTest, AKeyedSingletonRefusesWhileTheSameSqlRunsElsewhere) {
   EXPECT_EQ(redshift->executed().size(), 2u);
 }
 
+// Two attempts with one key at once: B starts the statement under the name A chose while A is
+// taking the lock under that same name. A must see B's statement as its own start, not as
+// another statement running the same SQL: refusing would also release the lock B holds.
+TEST_F(IdempotencyKeyTest, AKeyedSingletonDoesNotTakeItsOtherAttemptsStatementForAnother) {
+  Json a = keyed("TOKEN-ATTEMPT-A");
+  a["action"] = "executeSingletonStatement";
+  Json b = a;
+  b["taskToken"] = "TOKEN-ATTEMPT-B";
+  Json started_by_b;
+  bool b_ran = false;
+  state->before_operation = [&](std::string_view operation) {
+    if (operation != "acquire_lock" || b_ran) return;
+    b_ran = true;  // A has written its marker and is about to take the lock
+    started_by_b = tasker.handle(b, context);
+  };
+  Json started_by_a = tasker.handle(a, context);
+  ASSERT_TRUE(b_ran);
+  EXPECT_EQ(started_by_a["Id"], started_by_b["Id"]);
+  EXPECT_EQ(redshift->executed().size(), 1u) << "the SQL ran twice";
+  EXPECT_EQ(state->locks().size(), 1u) << "the running statement's lock was released";
+}
+
 TEST_F(IdempotencyKeyTest, AKeyWithoutAWaiterReturnsTheSameStatement) {
   Json event = {{"sqlStatement", "call sp_load()"}, {"idempotencyKey", "nightly-2026-12-02"}};
   Json first = tasker.handle(event, context);
